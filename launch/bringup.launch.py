@@ -1,0 +1,65 @@
+"""Bring up the whole pianist_ros stack: ``ros2 launch pianist_ros bringup.launch.py``.
+
+Includes camera.launch.py (lifecycle camera, auto-configured and auto-activated) and
+node.launch.py once per plain node, each switchable with a ``use_<node>`` argument.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.actions import GroupAction
+from launch.actions import IncludeLaunchDescription
+from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+
+#: (node name, launch switch, default) for every plain node bringup may start.
+OPTIONAL_NODES = (
+    ('hand_detector', 'use_detector', 'true'),
+    ('telemetry_bridge', 'use_telemetry', 'true'),
+    ('image_recorder', 'use_recorder', 'false'),
+    ('ota_manager', 'use_ota', 'false'),
+)
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Declare the stack's launch arguments and include every node's launch file."""
+    share = get_package_share_directory('pianist_ros')
+    launch_dir = os.path.join(share, 'launch')
+    default_params = os.path.join(share, 'config', 'pianist.yaml')
+    common = {
+        'namespace': LaunchConfiguration('namespace'),
+        'params_file': LaunchConfiguration('params_file'),
+        'log_level': LaunchConfiguration('log_level'),
+    }
+    actions = [
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='Namespace for every node and topic'),
+        DeclareLaunchArgument('params_file', default_value=default_params,
+                              description='Full path to the parameter file for all nodes'),
+        DeclareLaunchArgument('source', default_value='',
+                              description="Camera source override: 'synthetic', a file, "
+                                          '/dev/videoN, rtsp/http URL or GStreamer pipeline'),
+        DeclareLaunchArgument('use_respawn', default_value='true',
+                              description='Respawn plain nodes that exit'),
+        DeclareLaunchArgument('log_level', default_value='info',
+                              description='Log level (debug, info, warn, error, fatal)'),
+        IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(os.path.join(launch_dir, 'camera.launch.py')),
+            launch_arguments={**common, 'source': LaunchConfiguration('source')}.items(),
+        ),
+    ]
+    for node, switch, default in OPTIONAL_NODES:
+        actions.append(DeclareLaunchArgument(switch, default_value=default,
+                                             description=f'Start {node}'))
+        actions.append(GroupAction(
+            condition=IfCondition(LaunchConfiguration(switch)),
+            actions=[IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(os.path.join(launch_dir, 'node.launch.py')),
+                launch_arguments={**common, 'node': node,
+                                  'use_respawn': LaunchConfiguration('use_respawn')}.items(),
+            )],
+        ))
+    return LaunchDescription(actions)

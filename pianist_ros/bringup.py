@@ -1,0 +1,158 @@
+"""``pianist-bringup``: every node in one process, from the same config file.
+
+This is how the stack runs where ``ros2 launch`` is not installed (a plain venv, the
+``make run`` target). It builds the nodes named in :data:`NODES` with the parameters
+of ``config/pianist.yaml``, configures and activates the camera lifecycle node,
+spins all of them on a MultiThreadedExecutor and logs one status line every few
+seconds. Ctrl-C and SIGTERM shut everything down cleanly (exit status 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+import importlib
+import os
+import sys
+import time
+
+from pianist_ros.common.paths import default_config
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Where a node class lives and whether bringup starts it by default."""
+
+    module: str
+    cls: str
+    default_on: bool
+    lifecycle: bool = False
+
+
+#: Node name -> where its class lives. Node names are the keys of config/pianist.yaml.
+NODES: dict[str, NodeSpec] = {
+    'camera': NodeSpec('pianist_ros.camera.node', 'CameraNode', True, lifecycle=True),
+    'hand_detector': NodeSpec('pianist_ros.detection.node', 'HandDetectorNode', True),
+    'telemetry_bridge': NodeSpec('pianist_ros.telemetry.node', 'TelemetryBridgeNode', True),
+    'image_recorder': NodeSpec('pianist_ros.recorder.node', 'ImageRecorderNode', False),
+    'ota_manager': NodeSpec('pianist_ros.ota.node', 'OtaManagerNode', False),
+}
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Parse bringup options; everything after ``--ros-args`` goes to rclpy."""
+    parser = argparse.ArgumentParser(
+        prog='pianist-bringup',
+        description='Run the whole pianist_ros stack in one process.')
+    parser.add_argument('--config', default=None,
+                        help='parameter file (default: the installed config/pianist.yaml)')
+    parser.add_argument('--source', default='',
+                        help="camera source: 'synthetic', a file, /dev/videoN or index, "
+                             'rtsp/http URL, or a GStreamer pipeline (default: from config)')
+    parser.add_argument('--loop', action=argparse.BooleanOptionalAction, default=None,
+                        help='loop a video file source (default: from config)')
+    parser.add_argument('--namespace', default='', help='namespace for every node')
+    parser.add_argument('--log-level', default='info',
+                        choices=['debug', 'info', 'warn', 'error', 'fatal'])
+    parser.add_argument('--status-period', type=float, default=5.0,
+                        help='seconds between status log lines (0 disables)')
+    parser.add_argument('--duration', type=float, default=0.0,
+                        help='exit cleanly after this many seconds (0: run until stopped)')
+    for name, spec in NODES.items():
+        if name == 'camera':
+            continue
+        flag = name.split('_')[0] if name != 'image_recorder' else 'recorder'
+        parser.add_argument(f'--{flag}', dest=f'with_{name}',
+                            action=argparse.BooleanOptionalAction, default=spec.default_on,
+                            help=f'start {name} (default: {"on" if spec.default_on else "off"})')
+    if argv is None:
+        argv = sys.argv[1:]
+    ros_args: list[str] = []
+    if '--ros-args' in argv:
+        i = argv.index('--ros-args')
+        argv, ros_args = argv[:i], argv[i:]
+    return parser.parse_args(argv), ros_args
+
+
+def _enabled(args: argparse.Namespace) -> list[str]:
+    return [n for n in NODES if n == 'camera' or getattr(args, f'with_{n}')]
+
+
+def _load_class(spec: NodeSpec):
+    module = importlib.import_module(spec.module)
+    return getattr(module, spec.cls)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stack until Ctrl-C, SIGTERM or ``--duration``; return the exit status."""
+    args, ros_args = parse_args(argv)
+    config = args.config or default_config()
+    if not os.path.isfile(config):
+        print(f'pianist-bringup: config file not found: {config}', file=sys.stderr)
+        return 2
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from pianist_ros.monitor import StackMonitorNode
+
+    rcl_args = ['--ros-args', '--params-file', config, '--log-level', args.log_level]
+    if ros_args:
+        rcl_args += ros_args[1:]
+    rclpy.init(args=rcl_args)
+    nodes = []
+    executor = None
+    try:
+        for name in _enabled(args):
+            spec = NODES[name]
+            overrides = []
+            if name == 'camera':
+                if args.source:
+                    overrides.append(Parameter('source', Parameter.Type.STRING, args.source))
+                if args.loop is not None:
+                    overrides.append(Parameter('loop', Parameter.Type.BOOL, args.loop))
+            node = _load_class(spec)(namespace=args.namespace, parameter_overrides=overrides)
+            nodes.append(node)
+        monitor = StackMonitorNode(namespace=args.namespace, period=args.status_period)
+        nodes.append(monitor)
+        executor = MultiThreadedExecutor(num_threads=max(4, len(nodes) + 1))
+        for node in nodes:
+            executor.add_node(node)
+        _activate_lifecycle_nodes(nodes)
+        deadline = time.monotonic() + args.duration if args.duration > 0 else None
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.2)
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)
+        for node in reversed(nodes):
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def _activate_lifecycle_nodes(nodes) -> None:
+    """Configure and activate every lifecycle node (the camera), logging failures."""
+    from rclpy.lifecycle import LifecycleNode
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    for node in nodes:
+        if not isinstance(node, LifecycleNode):
+            continue
+        for trigger in (node.trigger_configure, node.trigger_activate):
+            result = trigger()
+            if result != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error(
+                    f'auto-start: {trigger.__name__} returned {result.name}; the node stays '
+                    'inactive until an operator drives it (ros2 lifecycle set)')
+                break
+
+
+if __name__ == '__main__':
+    sys.exit(main())

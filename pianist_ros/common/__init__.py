@@ -1,0 +1,1 @@
+"""Shared helpers: parameter schema, diagnostics import site, node main, paths."""

@@ -22,7 +22,7 @@ class DiagnosticStatusWrapper(DiagnosticStatus):
     """A DiagnosticStatus with the helper methods of diagnostic_updater."""
 
     def summary(self, *args) -> None:
-        """Set level and message: ``summary(level, message)`` or ``summary(other)``."""
+        """Set level and message from two arguments or from another status."""
         if len(args) == 1:
             self.level = args[0].level
             self.message = args[0].message
@@ -166,7 +166,7 @@ class Updater:
         self.hwid = hwid
 
     def add(self, *args) -> None:
-        """Add a task: ``add(task)`` or ``add(name, fn)``."""
+        """Add a DiagnosticTask, or a name and a function taking the status."""
         task = args[0] if len(args) == 1 else FunctionDiagnosticTask(args[0], args[1])
         with self.lock:
             self.tasks.append(task)

@@ -51,7 +51,7 @@ class Percentiles:
         return len(self._samples)
 
     def percentile(self, q: float) -> float:
-        """Return the ``q``-th percentile (0..100), or 0.0 with no samples."""
+        """Return the q-th percentile, q from 0 to 100, of the kept samples, or 0.0."""
         if not self._samples:
             return 0.0
         return float(np.percentile(np.fromiter(self._samples, dtype=float), q))

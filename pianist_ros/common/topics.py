@@ -4,11 +4,11 @@ All names are relative so a namespace can prefix them; ``/diagnostics`` is the
 standard absolute topic.
 """
 
+from rclpy.qos import DurabilityPolicy
 from rclpy.qos import HistoryPolicy
+from rclpy.qos import qos_profile_sensor_data
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
-from rclpy.qos import DurabilityPolicy
-from rclpy.qos import qos_profile_sensor_data
 
 IMAGE_RAW = 'camera/image_raw'
 CAMERA_INFO = 'camera/camera_info'

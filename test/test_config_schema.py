@@ -61,3 +61,11 @@ def test_every_parameter_is_documented(node_name):
     for param in _schema(node_name):
         assert param.description.strip(), param.name
         assert param.default is not None, param.name
+
+
+def test_parameter_docs_are_current():
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'gen_param_docs.py'),
+                             '--check'], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

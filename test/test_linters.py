@@ -14,7 +14,7 @@ import pytest
 
 from support import REPO
 
-PY_DIRS = ['pianist_ros', 'test', 'bench', 'launch', 'setup.py']
+PY_DIRS = ['pianist_ros', 'test', 'bench', 'launch', 'scripts', 'setup.py']
 PEP257_IGNORE = 'D100,D101,D102,D103,D104,D105,D106,D107,D203,D212,D404'
 
 

@@ -1,0 +1,1 @@
+"""Hand detection: MediaPipe Hands on camera frames (ROS-free logic plus ``node.py``)."""

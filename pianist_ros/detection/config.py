@@ -1,0 +1,73 @@
+"""Parameters of the ``hand_detector`` node: the schema and the frozen config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from pianist_ros.common.params import defaults
+from pianist_ros.common.params import Param
+
+NODE_NAME = 'hand_detector'
+
+#: Changes to these rebuild the MediaPipe graph before the next frame.
+_NEXT_FRAME = 'next frame (the MediaPipe graph is rebuilt)'
+
+SCHEMA: tuple[Param, ...] = (
+    Param('max_num_hands', 2, 'most hands MediaPipe looks for in one frame (count)',
+          min_value=1, max_value=8, applies=_NEXT_FRAME),
+    Param('model_complexity', 1, 'landmark model: 0 = lite (faster), 1 = full (more accurate)',
+          min_value=0, max_value=1, applies=_NEXT_FRAME),
+    Param('min_detection_confidence', 0.5,
+          'palm detection score needed to report a hand (0..1, unitless)',
+          min_value=0.0, max_value=1.0, applies=_NEXT_FRAME),
+    Param('min_tracking_confidence', 0.5,
+          'landmark tracking score below which palm detection reruns (0..1, unitless); '
+          'ignored in static_image_mode',
+          min_value=0.0, max_value=1.0, applies=_NEXT_FRAME),
+    Param('static_image_mode', False,
+          'detect palms in every frame instead of tracking between frames (slower, '
+          'no temporal coupling)', applies=_NEXT_FRAME),
+    Param('mirrored_input', False,
+          'true if the image is mirrored (selfie view); false (camera looking down at the '
+          'keyboard) swaps the MediaPipe labels so handedness names the anatomical hand',
+          applies='next frame'),
+    Param('stale_after_sec', 3.0,
+          'diagnostics warn when no frame arrived for this long (seconds)',
+          min_value=0.1, max_value=3600.0, applies='immediately'),
+)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Validated values of :data:`SCHEMA`, handed to the ROS-free logic."""
+
+    max_num_hands: int = 2
+    model_complexity: int = 1
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    static_image_mode: bool = False
+    mirrored_input: bool = False
+    stale_after_sec: float = 3.0
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> 'DetectorConfig':
+        """Build a config from ``{field: value}`` (e.g. ``params.values(node, SCHEMA)``).
+
+        :raises ValueError: when a value violates the schema.
+        """
+        from pianist_ros.common.params import check_value
+        by_field = {p.field: p for p in SCHEMA}
+        merged = defaults(SCHEMA)
+        for key, value in values.items():
+            param = by_field.get(key)
+            if param is None:
+                raise ValueError(f'unknown {NODE_NAME} parameter: {key!r}')
+            if isinstance(param.default, float) and isinstance(value, int) \
+                    and not isinstance(value, bool):
+                value = float(value)
+            err = check_value(param, value)
+            if err:
+                raise ValueError(err)
+            merged[key] = value
+        return cls(**merged)

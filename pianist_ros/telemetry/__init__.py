@@ -1,0 +1,1 @@
+"""Telemetry bridge: ROS diagnostics and frame flow to HTTP /health, /metrics, /livez, /readyz."""

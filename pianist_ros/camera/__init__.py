@@ -1,0 +1,1 @@
+"""The camera lifecycle node: sources, reconnect state machine, capture worker, node."""

@@ -1,0 +1,1 @@
+"""Image recorder: JPEG debug frames encoded and written off the inference path."""

@@ -50,3 +50,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Install and enable the systemd unit (scripts/install-service.sh; docs/deployment.md).
+#   make install-service [INSTALL_SERVICE_ARGS='--venv | --jetson | --root DIR --no-enable | --dry-run']
+INSTALL_SERVICE_ARGS ?=
+.PHONY: install-service
+install-service:
+	bash scripts/install-service.sh $(INSTALL_SERVICE_ARGS)

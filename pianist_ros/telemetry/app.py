@@ -57,6 +57,10 @@ class TelemetryApp:
         self._metrics.latency.labels(label).observe(time.perf_counter() - start)
         return response
 
+    def connection_error(self, reason: str) -> None:
+        """Count a connection the server closed early (its ``on_connection_error`` hook)."""
+        self._metrics.connection_errors.labels(reason).inc()
+
     def _health(self) -> Response:
         report = self._model.snapshot()
         return json_response(report.http_code, report.to_dict())

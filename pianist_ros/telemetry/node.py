@@ -89,7 +89,7 @@ class TelemetryBridgeNode(Node):
         try:
             self._server, self._thread = start_http_server(
                 self._app, cfg.host, cfg.port, limits,
-                on_connection_error=self._count_connection_error)
+                on_connection_error=self._app.connection_error)
         except ServerStartError as exc:
             self._server_error = str(exc)
             self.get_logger().error(f'telemetry HTTP server not started: {exc}; '
@@ -101,9 +101,6 @@ class TelemetryBridgeNode(Node):
         self.get_logger().info(f'health at http://{shown}:{self._server.port}/health '
                                f'(listening on {cfg.host}:{self._server.port})')
         return True
-
-    def _count_connection_error(self, reason: str) -> None:
-        self._metrics.connection_errors.labels(reason).inc()
 
     def _on_retry_timer(self) -> None:
         if self._start_server() and self._retry_timer is not None:

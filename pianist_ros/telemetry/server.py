@@ -191,6 +191,8 @@ class HttpServer:
         self._stop = asyncio.Event()
         self._stopping = False
         self._clients: set[asyncio.Task] = set()
+        # Connections waiting between keep-alive requests: the first to drop at the cap.
+        self._idle: set[asyncio.Task] = set()
         self._started = threading.Event()
         self._error: BaseException | None = None
         self.host, self.port = sock.getsockname()[:2]
@@ -253,6 +255,12 @@ class HttpServer:
     async def _on_client(self, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        if len(self._clients) >= self._limits.max_connections and self._idle:
+            # Like nginx: make room by dropping a keep-alive connection that sits between
+            # requests (often one whose close we have not processed yet).
+            idle_task = self._idle.pop()
+            self._clients.discard(idle_task)
+            idle_task.cancel()
         if len(self._clients) >= self._limits.max_connections or self._stopping:
             self._on_error('rejected')
             # No drain: a client that does not read must not hold us; the kernel buffer
@@ -270,6 +278,7 @@ class HttpServer:
             self._on_error('reset')
         finally:
             self._clients.discard(task)
+            self._idle.discard(task)
             if writer.transport.get_write_buffer_size():
                 # The client stopped reading: drop the unsent bytes instead of waiting.
                 writer.transport.abort()
@@ -279,12 +288,15 @@ class HttpServer:
     async def _serve_connection(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
         timeout = self._limits.timeout_sec
+        task = asyncio.current_task()
         for served in range(MAX_REQUESTS_PER_CONNECTION):
+            if served:
+                self._idle.add(task)
             try:
                 head = await asyncio.wait_for(reader.readuntil(b'\r\n\r\n'), timeout)
             except asyncio.TimeoutError:
-                self._on_error('timeout')
                 if served == 0:  # a keep-alive connection that idles out just closes
+                    self._on_error('timeout')
                     await self._reply_and_close(writer, 408, 'request head too slow')
                 return
             except asyncio.IncompleteReadError as exc:
@@ -295,6 +307,9 @@ class HttpServer:
                 self._on_error('too_large')
                 await self._reply_and_close(writer, 431, 'request head too large')
                 return
+            finally:
+                if served:
+                    self._idle.discard(task)
             try:
                 request = parse_head(head)
             except BadRequest as exc:

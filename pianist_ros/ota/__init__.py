@@ -1,0 +1,1 @@
+"""Over-the-air updates: signed manifest, git checkout, restart, health gate, rollback."""

@@ -108,8 +108,11 @@ class GstBackend(EncoderBackend):
         caps = f'video/x-raw,format={fmt},width={width},height={height},framerate=0/1'
         head = f'appsrc name=src format=time is-live=false caps="{caps}" ! {self._converter} ! '
         if self._mode == 'jpeg':
-            # 4:2:0 like the other backends (jpegenc would otherwise take 4:4:4).
-            return (head + f'video/x-raw,format=I420 ! {self._encoder} quality={self._quality} ! '
+            # 4:2:0 like the other backends (jpegenc would otherwise take 4:4:4), and
+            # full-range BT.601 (1:4:0:0) as JFIF decoders assume; videoconvert's default
+            # studio range turns black into grey 16.
+            return (head + 'video/x-raw,format=I420,colorimetry=1:4:0:0 ! '
+                    f'{self._encoder} quality={self._quality} ! '
                     'appsink name=sink sync=false emit-signals=false max-buffers=16')
         if self._encoder == 'x264enc':
             enc = (f'x264enc tune=zerolatency speed-preset=ultrafast bitrate={self._bitrate} '

@@ -11,6 +11,14 @@ import time
 import cv2
 import numpy as np
 import pytest
+from recorder_support import clip_frames
+from recorder_support import jpegs
+from recorder_support import pid_alive
+from recorder_support import psnr
+from recorder_support import shm_segments
+from recorder_support import SlowBackend
+from recorder_support import temp_files
+from recorder_support import tmpfs
 
 from pianist_ros.recorder.backends import ThreadBackend
 from pianist_ros.recorder.config import RecorderConfig
@@ -27,14 +35,6 @@ from pianist_ros.recorder.recorder import Recorder
 from pianist_ros.recorder.storage import GuardState
 from pianist_ros.recorder.storage import SessionStore
 from pianist_ros.recorder.storage import write_atomic
-from recorder_support import clip_frames
-from recorder_support import jpegs
-from recorder_support import pid_alive
-from recorder_support import psnr
-from recorder_support import shm_segments
-from recorder_support import SlowBackend
-from recorder_support import temp_files
-from recorder_support import tmpfs
 from support import REPO
 from support import wait_until
 

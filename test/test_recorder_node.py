@@ -1,0 +1,214 @@
+"""image_recorder over real DDS: topics, ~/enable from another node, diagnostics, process."""
+
+import glob
+import os
+import signal
+import time
+
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray
+import pytest
+from rclpy.exceptions import InvalidParameterValueException
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+from std_msgs.msg import Int32
+from std_srvs.srv import SetBool
+
+from recorder_support import clip_frames
+from recorder_support import jpegs
+from recorder_support import pid_alive
+from recorder_support import psnr
+from recorder_support import shm_segments
+
+from pianist_ros.common import topics
+from pianist_ros.recorder.node import ImageRecorderNode
+from support import REPO
+from support import script
+from support import spin_until
+from support import start_process
+from support import stop_process
+from support import wait_until
+
+
+def _image(frame, stamp_ns: int) -> Image:
+    msg = Image()
+    msg.header.stamp.sec = stamp_ns // 1_000_000_000
+    msg.header.stamp.nanosec = stamp_ns % 1_000_000_000
+    msg.header.frame_id = 'camera'
+    msg.height, msg.width = frame.shape[:2]
+    msg.encoding = 'bgr8'
+    msg.step = frame.shape[1] * 3
+    msg.data = frame.tobytes()
+    return msg
+
+
+def _params(tmp_path, **kw):
+    values = {'output_dir': str(tmp_path), 'trigger.every_n': 1, 'min_free_bytes': 0,
+              'backend': 'thread'}
+    values.update(kw)
+    return [Parameter(k, value=v) for k, v in values.items()]
+
+
+def _status(diags: list, name: str = 'image_recorder: recorder'):
+    for array in reversed(diags):
+        for status in array.status:
+            if status.name == name:
+                return status, {kv.key: kv.value for kv in status.values}
+    return None, {}
+
+
+def test_records_topic_enable_service_and_diagnostics(ros_context, tmp_path, data_dir):
+    frames = clip_frames(data_dir, 6)
+    recorder = ImageRecorderNode(context=ros_context, parameter_overrides=_params(tmp_path))
+    peer = Node('recorder_test_peer', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    diags = []
+    try:
+        executor.add_node(recorder)
+        executor.add_node(peer)
+        pub = peer.create_publisher(Image, topics.IMAGE_RAW, topics.SENSOR_QOS)
+        peer.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, diags.append, 10)
+        client = peer.create_client(SetBool, '/image_recorder/enable')
+        assert spin_until(executor, lambda: pub.get_subscription_count() > 0, 10.0)
+        assert spin_until(executor, client.service_is_ready, 10.0)
+
+        def publish(frame, stamp):
+            pub.publish(_image(frame, stamp))
+
+        def written():
+            return len(jpegs(str(tmp_path)))
+
+        publish(frames[0], 1_700_000_000_000_000_000)
+        assert spin_until(executor, lambda: written() == 1, 10.0)
+
+        # Disable over DDS: frames keep coming, nothing new is written.
+        future = client.call_async(SetBool.Request(data=False))
+        assert spin_until(executor, future.done, 10.0)
+        assert future.result().success
+        for i, frame in enumerate(frames[1:4]):
+            publish(frame, 1_700_000_001_000_000_000 + i)
+        spin_until(executor, lambda: False, 0.5)
+        assert written() == 1
+
+        future = client.call_async(SetBool.Request(data=True))
+        assert spin_until(executor, future.done, 10.0) and future.result().success
+        publish(frames[5], 1_700_000_002_000_000_000)
+        assert spin_until(executor, lambda: written() == 2, 10.0)
+        last = cv2.imread(jpegs(str(tmp_path))[-1])
+        assert last.shape == frames[5].shape and psnr(last, frames[5]) > 33.0
+        assert '20231114T221322' in os.path.basename(jpegs(str(tmp_path))[-1])
+
+        assert spin_until(executor, lambda: _status(diags)[0] is not None
+                          and _status(diags)[1].get('frames_written') == '2', 10.0)
+        status, values = _status(diags)
+        for key in ('backend', 'frames_written', 'frames_dropped', 'queue_depth',
+                    'encode_write_ms_p50', 'encode_write_ms_p99', 'bytes_on_disk',
+                    'disk_guard'):
+            assert key in values, key
+        assert values['backend'] == 'thread' and values['disk_guard'] == 'OK'
+        assert int(values['bytes_on_disk']) > 0
+
+        # Trigger parameters apply at run time; invalid values are refused.
+        results = recorder.set_parameters([Parameter('trigger.every_n', value=0)])
+        assert not results[0].successful
+        results = recorder.set_parameters([Parameter('trigger.only_with_hands', value=True)])
+        assert results[0].successful
+        publish(frames[0], 1_700_000_003_000_000_000)
+        spin_until(executor, lambda: False, 0.5)
+        assert written() == 2  # no hands/count yet: not recorded
+        hands_pub = peer.create_publisher(Int32, topics.HANDS_COUNT, topics.RESULT_QOS)
+        assert spin_until(executor, lambda: hands_pub.get_subscription_count() > 0, 10.0)
+        hands_pub.publish(Int32(data=1))
+        spin_until(executor, lambda: False, 0.2)
+        publish(frames[1], 1_700_000_004_000_000_000)
+        assert spin_until(executor, lambda: written() == 3, 10.0)
+    finally:
+        executor.shutdown()
+        peer.destroy_node()
+        recorder.destroy_node()
+
+
+def test_annotated_topic_parameter(ros_context, tmp_path, data_dir):
+    frame = clip_frames(data_dir, 1)[0]
+    recorder = ImageRecorderNode(context=ros_context, parameter_overrides=_params(
+        tmp_path, topic='hands/image_annotated', backend='process'))
+    peer = Node('recorder_test_peer2', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    try:
+        executor.add_node(recorder)
+        executor.add_node(peer)
+        pub = peer.create_publisher(Image, topics.HANDS_IMAGE_ANNOTATED, topics.SENSOR_QOS)
+        assert spin_until(executor, lambda: pub.get_subscription_count() > 0, 10.0)
+        # Best effort: republish until the first frame lands (workers may still start).
+        deadline = time.monotonic() + 30.0
+        while not jpegs(str(tmp_path)) and time.monotonic() < deadline:
+            pub.publish(_image(frame, time.time_ns()))
+            spin_until(executor, lambda: bool(jpegs(str(tmp_path))), 0.3)
+        assert jpegs(str(tmp_path))
+        pids = recorder._recorder.backend.pids()
+    finally:
+        executor.shutdown()
+        peer.destroy_node()
+        recorder.destroy_node()
+    assert not any(pid_alive(p) for p in pids)
+
+
+def test_bad_backend_keeps_node_alive_with_error(ros_context, tmp_path):
+    with pytest.raises(InvalidParameterValueException):
+        ImageRecorderNode(context=ros_context,
+                          parameter_overrides=_params(tmp_path, backend='gpu'))
+    node = ImageRecorderNode(context=ros_context, parameter_overrides=_params(
+        tmp_path, backend='gstreamer', **{'gstreamer.jpeg_encoder': 'nosuchenc'}))
+    try:
+        assert node._recorder is None and 'nosuchenc' in node._startup_error
+    finally:
+        node.destroy_node()
+
+
+def test_console_script_sigint_flushes_and_leaves_nothing_behind(ros_context, tmp_path,
+                                                                data_dir):
+    frames = clip_frames(data_dir, 10)
+    out = tmp_path / 'rec'
+    log = tmp_path / 'node.log'
+    before = shm_segments()
+    env = {'PYTHONPATH': REPO + os.pathsep + os.environ.get('PYTHONPATH', '')}
+    proc = start_process([script('image_recorder'), '--ros-args', '-p', f'output_dir:={out}',
+                          '-p', 'backend:=process', '-p', 'trigger.every_n:=1',
+                          '-p', 'min_free_bytes:=0'], log_path=str(log), env=env)
+    peer = Node('recorder_test_pub', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(peer)
+    try:
+        pub = peer.create_publisher(Image, topics.IMAGE_RAW, topics.SENSOR_QOS)
+        assert spin_until(executor, lambda: pub.get_subscription_count() > 0, 30.0), \
+            log.read_text()
+        deadline = time.monotonic() + 30.0
+        i = 0
+        while len(jpegs(str(out))) < 5 and time.monotonic() < deadline:
+            pub.publish(_image(frames[i % len(frames)], time.time_ns()))
+            i += 1
+            spin_until(executor, lambda: False, 0.1)
+        assert len(jpegs(str(out))) >= 5, log.read_text()
+        workers = [int(p.split('/')[2]) for p in glob.glob('/proc/[0-9]*/cmdline')
+                   if _is_child_of(int(p.split('/')[2]), proc.pid)]
+        assert workers, 'no encoder worker processes found'
+    finally:
+        code = stop_process(proc, signal.SIGINT, timeout=15.0)
+        executor.shutdown()
+        peer.destroy_node()
+    text = log.read_text()
+    assert code == 0, text
+    assert 'recorder stopped' in text
+    assert 'resource_tracker' not in text and 'Traceback' not in text, text
+    assert wait_until(lambda: not any(pid_alive(p) for p in workers), 5.0)
+    assert shm_segments() <= before
+
+
+def _is_child_of(pid: int, parent: int) -> bool:
+    try:
+        with open(f'/proc/{pid}/stat', encoding='ascii') as handle:
+            return int(handle.read().split(')')[-1].split()[1]) == parent
+    except (OSError, ValueError, IndexError):
+        return False

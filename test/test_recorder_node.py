@@ -12,15 +12,14 @@ from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
-from std_msgs.msg import Int32
-from std_srvs.srv import SetBool
-
 from recorder_support import clip_frames
 from recorder_support import jpegs
 from recorder_support import pid_alive
 from recorder_support import psnr
 from recorder_support import shm_segments
+from sensor_msgs.msg import Image
+from std_msgs.msg import Int32
+from std_srvs.srv import SetBool
 
 from pianist_ros.common import topics
 from pianist_ros.recorder.node import ImageRecorderNode
@@ -167,8 +166,8 @@ def test_bad_backend_keeps_node_alive_with_error(ros_context, tmp_path):
         node.destroy_node()
 
 
-def test_console_script_sigint_flushes_and_leaves_nothing_behind(ros_context, tmp_path,
-                                                                data_dir):
+def test_console_script_sigint_flushes_and_leaves_nothing_behind(
+        ros_context, tmp_path, data_dir):
     frames = clip_frames(data_dir, 10)
     out = tmp_path / 'rec'
     log = tmp_path / 'node.log'

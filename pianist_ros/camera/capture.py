@@ -293,7 +293,8 @@ class CaptureWorker:
             self._machine.stop()
             self._session = None
         self._emit()
-        return released
+        # Sessions abandoned earlier (stalls) may still hold a handle too.
+        return released and self.abandoned == 0
 
     def status(self) -> CameraStatus:
         """Return a snapshot of the state machine (thread-safe)."""

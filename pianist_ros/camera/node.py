@@ -262,10 +262,16 @@ class CameraNode(LifecycleNode):
             return worker.status().state
         return self._lifecycle
 
-    def _on_diagnostics(self, stat):
+    def camera_status(self) -> CameraStatus | None:
+        """Return the state machine snapshot (counters, last error), if configured."""
         worker, machine = self._worker, self._machine
-        status = worker.status() if worker is not None else (
-            machine.snapshot() if machine is not None else None)
+        if worker is not None:
+            return worker.status()
+        return machine.snapshot() if machine is not None else None
+
+    def _on_diagnostics(self, stat):
+        worker = self._worker
+        status = self.camera_status()
         state = self.camera_state()
         with self._lock:
             fps = self._rate.rate(time.monotonic())

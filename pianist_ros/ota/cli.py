@@ -1,4 +1,4 @@
-"""``pianist-ota``: the OTA manager outside ROS, plus release tools (keygen, sign, verify).
+r"""``pianist-ota``: the OTA manager outside ROS, plus release tools (keygen, sign, verify).
 
 Device side::
 
@@ -9,7 +9,7 @@ Device side::
 Release side::
 
     pianist-ota keygen --out release-key.pem
-    pianist-ota sign --key release-key.pem --version 1.0.1 --git-hash <40 hex> \\
+    pianist-ota sign --key release-key.pem --version 1.0.1 --git-hash <40 hex> \
         [--sequence N] [--expires-days 14] [--rollout-percent 10] --out manifest.json
     pianist-ota verify --public-key <hex|file> manifest.json
 """

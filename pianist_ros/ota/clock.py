@@ -20,9 +20,9 @@ class SystemClock:
     """The real clock."""
 
     def time(self) -> float:
-        """Return ``time.time()``."""
+        """Return the wall-clock time in seconds since the epoch."""
         return time.time()
 
     def monotonic(self) -> float:
-        """Return ``time.monotonic()``."""
+        """Return the monotonic time in seconds."""
         return time.monotonic()

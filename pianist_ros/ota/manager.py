@@ -1,11 +1,11 @@
-"""The OTA state machine: check, verify, apply, restart, health-gate, commit or roll back.
+r"""The OTA state machine: check, verify, apply, restart, health-gate, commit or roll back.
 
 Every step that must survive the manager being killed (the restart of the service
 restarts the manager too) is saved in :class:`~pianist_ros.ota.state.OtaState` before
 it is taken, and :meth:`OtaManager.check_once` resumes an unfinished update first::
 
     IDLE -> APPLYING -> HEALTH_CHECK -> IDLE                      (updated)
-                              \\-> ROLLING_BACK -> ROLLBACK_HEALTH_CHECK -> IDLE
+                              \-> ROLLING_BACK -> ROLLBACK_HEALTH_CHECK -> IDLE
                                                    (rolled_back / rollback_failed)
 """
 
@@ -100,7 +100,7 @@ class OtaManager:
 
     @property
     def state(self) -> OtaState:
-        """Return the live state (read it from the checker thread only)."""
+        """Return the live persisted fields (read them from the checker thread only)."""
         return self._state
 
     def status(self) -> dict[str, Any]:

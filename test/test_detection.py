@@ -1,5 +1,6 @@
 """ROS-free tests of the detection area: encodings, MediaPipe on real images, packing."""
 
+import dataclasses
 import os
 
 import cv2
@@ -301,3 +302,49 @@ def test_stats_levels_follow_what_happens():
     stats.on_rejected('bad step')
     assert stats.report(now=12.1, stale_after_sec=3.0).level == 'WARN'
     assert stats.report(now=20.0, stale_after_sec=3.0).message.startswith('no frame for')
+
+
+# ---- MediaPipe in a child process ---------------------------------------------------
+
+def test_process_detector_matches_in_process_and_reports_a_crash(data_dir):
+    import signal
+    from pianist_ros.detection.isolated import DetectorCrashedError
+    from pianist_ros.detection.isolated import ProcessHandDetector
+    config = DetectorConfig(static_image_mode=True, max_num_hands=4)
+    bgr = cv2.imread(os.path.join(data_dir, 'piano_duet_4hands.jpg'))
+    small = cv2.imread(os.path.join(data_dir, 'thumb_up.jpg'))
+    with HandDetector(config) as local:
+        want = [local.detect(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)) for img in (small, bgr)]
+    detector = ProcessHandDetector(config)
+    try:
+        pid = detector.pid
+        assert detector.alive and pid != os.getpid()
+        # A small frame, then a larger one (the shared buffer grows), then small again.
+        for img, expected in ((small, want[0]), (bgr, want[1]), (small, want[0])):
+            got = detector.detect(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+            assert [(h.handedness, h.index) for h in got] == \
+                [(h.handedness, h.index) for h in expected]
+            np.testing.assert_allclose([[p.x, p.y] for h in got for p in h.landmarks],
+                                       [[p.x, p.y] for h in expected for p in h.landmarks],
+                                       atol=1e-5)
+        with pytest.raises(ValueError):
+            detector.detect(np.zeros((4, 4), dtype=np.uint8))
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(DetectorCrashedError, match='died'):
+            detector.detect(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+        assert not detector.alive
+    finally:
+        detector.close()
+    detector.close()
+    with pytest.raises(DetectorError, match='closed'):
+        detector.detect(np.zeros((48, 64, 3), dtype=np.uint8))
+
+
+def test_process_detector_survives_mediapipe_aborting():
+    from pianist_ros.detection.isolated import DetectorCrashedError
+    from pianist_ros.detection.isolated import ProcessHandDetector
+    # MediaPipe aborts its whole process (a fatal CHECK) on an unknown model; in a child
+    # process that is an error for the caller, not the end of the node.
+    config = dataclasses.replace(DetectorConfig(), model_complexity=7)
+    with pytest.raises(DetectorCrashedError, match='died while starting'):
+        ProcessHandDetector(config)

@@ -1,6 +1,7 @@
 """The hand_detector node with real rclpy nodes over DDS, and cv_bridge-made messages."""
 
 import os
+import signal
 
 import cv2
 from cv_bridge import CvBridge
@@ -120,7 +121,7 @@ class Rig:
     def last_values(self):
         return {kv.key: kv.value for kv in self.statuses[-1].values} if self.statuses else {}
 
-    def detect(self, bgr, frame_id, attempts=3):
+    def detect(self, bgr, frame_id, attempts=3, timeout=20.0):
         """Publish one frame and return (count, cloud) of its result."""
         for _ in range(attempts):
             self.pub.publish(_image(bgr, 'bgr8', frame_id, self.client.get_clock()))
@@ -130,7 +131,7 @@ class Rig:
                 return frame_id in ids and len(self.counts) > ids.index(frame_id)
 
             # Best effort: a frame lost on the way is published again.
-            if self.spin_until(answered, 20.0):
+            if self.spin_until(answered, timeout):
                 index = [c.header.frame_id for c in self.clouds].index(frame_id)
                 return self.counts[index], self.clouds[index]
         raise AssertionError(f'no result for {frame_id} after {attempts} attempts')
@@ -221,6 +222,25 @@ def test_bad_frames_are_counted_logged_and_survived(ros_context, data_dir):
         assert rig.last_values()['frames_rejected'] == '4'
         assert 'expected step' in rig.last_values()['last_error'] or \
             'empty' in rig.last_values()['last_error']
+    finally:
+        rig.close()
+
+
+def test_a_killed_mediapipe_process_is_restarted(ros_context, data_dir):
+    rig = Rig(ros_context, [Parameter('diagnostic_updater.period', value=0.2)])
+    try:
+        bgr = cv2.imread(os.path.join(data_dir, 'thumb_up.jpg'))
+        assert rig.detect(bgr, 'before-kill')[0] == 1
+        pid = rig.detector.detector_pid
+        assert pid is not None and pid != os.getpid()
+        os.kill(pid, signal.SIGKILL)
+        # The frame that meets the dead process fails; later ones reach a new process.
+        assert rig.detect(bgr, 'after-kill', attempts=20, timeout=2.0)[0] == 1
+        assert rig.detector.detector_pid not in (None, pid)
+        assert rig.spin_until(lambda: rig.last_values().get('detector_restarts') == '1', 5.0)
+        assert int(rig.last_values()['frames_failed']) >= 1
+        assert 'died' in rig.last_values()['last_error']
+        assert any('restarting MediaPipe' in m.msg for m in rig.logs)
     finally:
         rig.close()
 

@@ -32,6 +32,10 @@ SCHEMA: tuple[Param, ...] = (
           'true if the image is mirrored (selfie view); false (camera looking down at the '
           'keyboard) swaps the MediaPipe labels so handedness names the anatomical hand',
           applies='next frame'),
+    Param('backend', 'process',
+          "where MediaPipe runs: 'process' (a child process with its own GIL, restarted "
+          "if it dies) or 'thread' (in the node's worker thread; slower when composed)",
+          choices=('process', 'thread'), applies=_NEXT_FRAME),
     Param('stale_after_sec', 3.0,
           'diagnostics warn when no frame arrived for this long (seconds)',
           min_value=0.1, max_value=3600.0, applies='immediately'),
@@ -48,6 +52,7 @@ class DetectorConfig:
     min_tracking_confidence: float = 0.5
     static_image_mode: bool = False
     mirrored_input: bool = False
+    backend: str = 'process'
     stale_after_sec: float = 3.0
 
     @classmethod

@@ -42,6 +42,8 @@ from pianist_ros.detection.detector import LEFT
 from pianist_ros.detection.detector import RIGHT
 from pianist_ros.detection.errors import DetectorError
 from pianist_ros.detection.errors import FrameError
+from pianist_ros.detection.isolated import DetectorCrashedError
+from pianist_ros.detection.isolated import ProcessHandDetector
 from pianist_ros.detection.stats import DetectorStats
 
 _LEVELS = {'OK': diagnostics.OK, 'WARN': diagnostics.WARN, 'ERROR': diagnostics.ERROR}
@@ -51,7 +53,10 @@ _MARKER_COLORS = {LEFT: (0.24, 0.78, 0.24, 1.0), RIGHT: (0.12, 0.47, 0.9, 1.0)}
 _OTHER_COLOR = (1.0, 0.78, 0.0, 1.0)
 #: Fields whose change needs a new MediaPipe graph (everything but the diagnostics knob).
 _GRAPH_FIELDS = ('max_num_hands', 'model_complexity', 'min_detection_confidence',
-                 'min_tracking_confidence', 'static_image_mode', 'mirrored_input')
+                 'min_tracking_confidence', 'static_image_mode', 'mirrored_input', 'backend')
+#: Delay before restarting a detector that failed to start or crashed; doubles up to max.
+_RESTART_DELAY_SEC = 0.5
+_RESTART_DELAY_MAX_SEC = 30.0
 
 
 class HandDetectorNode(Node):
@@ -64,7 +69,9 @@ class HandDetectorNode(Node):
         self._slot: Image | None = None
         self._config: DetectorConfig | None = None
         self._pending_config: DetectorConfig | None = None
-        self._detector: HandDetector | None = None
+        self._detector: HandDetector | ProcessHandDetector | None = None
+        self._restart_delay = 0.0
+        self._next_start = 0.0
         self._stats = DetectorStats()
         self._worker: threading.Thread | None = None
         self._pub_count = None
@@ -77,7 +84,6 @@ class HandDetectorNode(Node):
         # Registered after declaring, so only run-time changes reach it.
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._config = DetectorConfig.from_values(params.values(self, SCHEMA))
-        self._detector = HandDetector(self._config)
         self._pub_count = self.create_publisher(Int32, topics.HANDS_COUNT, topics.RESULT_QOS)
         self._pub_landmarks = self.create_publisher(
             PointCloud2, topics.HANDS_LANDMARKS, topics.RESULT_QOS)
@@ -92,11 +98,12 @@ class HandDetectorNode(Node):
         self._worker.start()
         self.create_subscription(Image, topics.IMAGE_RAW, self._on_image,
                                  topics.LATEST_ONLY_QOS)
-        self.get_logger().info(
-            f'MediaPipe Hands ready (max_num_hands={self._config.max_num_hands}, '
-            f'model_complexity={self._config.model_complexity}, '
-            f'static_image_mode={self._config.static_image_mode}, '
-            f'mirrored_input={self._config.mirrored_input}); waiting for {topics.IMAGE_RAW}')
+
+    @property
+    def detector_pid(self) -> int | None:
+        """Return the pid of the MediaPipe child process (backend 'process'), else None."""
+        detector = self._detector
+        return detector.pid if isinstance(detector, ProcessHandDetector) else None
 
     @property
     def stats(self) -> DetectorStats:
@@ -140,13 +147,18 @@ class HandDetectorNode(Node):
         stat.summary(_LEVELS[report.level], report.message)
         for key, value in report.values.items():
             stat.add(key, value)
+        stat.add('backend', self._config.backend)
+        if self._detector is None:
+            stat.mergeSummary(diagnostics.WARN, 'MediaPipe not running')
         return stat
 
     # ---- worker thread: MediaPipe and publishing -----------------------------------
 
     def _run_worker(self) -> None:
         while not self._stop.is_set():
-            # The timeout only bounds how long shutdown waits; frames wake us at once.
+            if self._detector is None:
+                self._start_detector()
+            # The timeout bounds shutdown and restart latency; frames wake us at once.
             self._wake.wait(0.5)
             with self._lock:
                 self._wake.clear()
@@ -156,8 +168,53 @@ class HandDetectorNode(Node):
                 break
             if pending is not None:
                 self._apply_config(pending)
-            if msg is not None:
-                self._process(msg)
+            if msg is None:
+                continue
+            if self._detector is None:
+                self._stats.on_failed('MediaPipe is not running; frame dropped')
+                continue
+            self._process(msg)
+
+    def _build(self, config: DetectorConfig) -> HandDetector | ProcessHandDetector:
+        if config.backend == 'process':
+            return ProcessHandDetector(config)
+        return HandDetector(config)
+
+    def _start_detector(self) -> None:
+        """Start MediaPipe now or, after failures, once the backoff delay has passed."""
+        if time.monotonic() < self._next_start:
+            return
+        config = self._config
+        try:
+            detector = self._build(config)
+        except DetectorError as exc:
+            self._restart_delay = min(_RESTART_DELAY_MAX_SEC,
+                                      max(_RESTART_DELAY_SEC, 2 * self._restart_delay))
+            self._next_start = time.monotonic() + self._restart_delay
+            self._stats.on_failed(str(exc))
+            self.get_logger().error(f'cannot start MediaPipe Hands: {exc}; retrying in '
+                                    f'{self._restart_delay:.1f} s',
+                                    throttle_duration_sec=_LOG_THROTTLE_SEC)
+            return
+        self._detector = detector
+        pid = f', pid {detector.pid}' if isinstance(detector, ProcessHandDetector) else ''
+        self.get_logger().info(
+            f'MediaPipe Hands ready ({config.backend}{pid}; max_num_hands='
+            f'{config.max_num_hands}, model_complexity={config.model_complexity}, '
+            f'static_image_mode={config.static_image_mode}, mirrored_input='
+            f'{config.mirrored_input}); processing {topics.IMAGE_RAW}')
+
+    def _on_crash(self, exc: DetectorCrashedError) -> None:
+        detector, self._detector = self._detector, None
+        if detector is not None:
+            detector.close()
+        self._stats.on_failed(str(exc))
+        self._stats.on_restart()
+        self._restart_delay = min(_RESTART_DELAY_MAX_SEC,
+                                  max(_RESTART_DELAY_SEC, 2 * self._restart_delay))
+        self._next_start = time.monotonic() + self._restart_delay
+        self.get_logger().error(f'{exc}; restarting MediaPipe in {self._restart_delay:.1f} s',
+                                throttle_duration_sec=_LOG_THROTTLE_SEC)
 
     def _apply_config(self, config: DetectorConfig) -> None:
         old = self._config
@@ -166,7 +223,7 @@ class HandDetectorNode(Node):
                 self._config = config
             return
         try:
-            detector = HandDetector(config)
+            detector = self._build(config)
         except DetectorError as exc:
             self.get_logger().error(f'new detector settings not applied, keeping the old '
                                     f'graph: {exc}')
@@ -192,6 +249,9 @@ class HandDetectorNode(Node):
         try:
             hands = self._detector.detect(rgb)
             self._publish(msg, rgb, hands)
+            self._restart_delay = 0.0
+        except DetectorCrashedError as exc:
+            self._on_crash(exc)
         except (DetectorError, ValueError) as exc:
             self._stats.on_failed(str(exc))
             self.get_logger().error(f'detection failed: {exc}; trying the next frame',

@@ -36,12 +36,14 @@ class DetectorStats:
     def __init__(self, rate_window_sec: float = 5.0, latency_samples: int = 1000):
         self._lock = threading.Lock()
         self._rate = RateMeter(window_sec=rate_window_sec)
+        self._latency_samples = latency_samples
         self._latency = Percentiles(size=latency_samples)
         self.received = 0
         self.skipped = 0
         self.processed = 0
         self.rejected = 0
         self.failed = 0
+        self.restarts = 0
         self.hands = 0
         self.last_error = ''
         self._last_frame_time: float | None = None
@@ -76,6 +78,11 @@ class DetectorStats:
             self.failed += 1
             self.last_error = error
 
+    def on_restart(self) -> None:
+        """Record a (re)start of the detector after a crash or failed start."""
+        with self._lock:
+            self.restarts += 1
+
     def fps(self, now: float) -> float:
         """Return processed frames per second over the window."""
         with self._lock:
@@ -85,6 +92,11 @@ class DetectorStats:
         """Return the ``q``-th percentile of capture-to-publish latency (ms)."""
         with self._lock:
             return self._latency.percentile(q)
+
+    def reset_latency(self) -> None:
+        """Forget the latency samples so far (benchmarks call it after their warm-up)."""
+        with self._lock:
+            self._latency = Percentiles(size=self._latency_samples)
 
     def report(self, now: float, stale_after_sec: float) -> Report:
         """Return the verdict for one diagnostics period and start the next period.
@@ -109,6 +121,7 @@ class DetectorStats:
                 'frames_rejected': str(self.rejected),
                 'frames_skipped': str(self.skipped),
                 'frames_failed': str(self.failed),
+                'detector_restarts': str(self.restarts),
                 'last_frame_age_sec': f'{age:.2f}',
                 'last_error': self.last_error,
             }

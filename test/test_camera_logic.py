@@ -6,11 +6,11 @@ import shutil
 import threading
 import time
 
-from camera_support import FakeClock
-from camera_support import HangingSource
 import numpy as np
 import pytest
 
+from camera_support import FakeClock
+from camera_support import HangingSource
 from pianist_ros.camera.capture import CaptureConfig
 from pianist_ros.camera.capture import CaptureWorker
 from pianist_ros.camera.capture import check_frame

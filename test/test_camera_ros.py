@@ -4,9 +4,6 @@ import os
 import signal
 import time
 
-from camera_support import camera_threads
-from camera_support import CameraHarness
-from camera_support import fd_targets
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
@@ -17,6 +14,9 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo
 from sensor_msgs.msg import Image
 
+from camera_support import camera_threads
+from camera_support import CameraHarness
+from camera_support import fd_targets
 from pianist_ros.common import topics
 from support import REPO
 from support import script

@@ -306,6 +306,8 @@ class CameraNode(LifecycleNode):
         stat.add('failed_attempts', status.failed_attempts if status is not None else 0)
         stat.add('next_attempt_in_sec',
                  f'{status.next_attempt_in:.3f}' if status is not None else '0.000')
+        stat.add('recent_errors',
+                 ' | '.join(status.recent_errors) if status is not None else '')
         stat.add('publish_errors', publish_errors)
         retired = self._retired
         blocked = (worker.abandoned if worker is not None else 0) + (

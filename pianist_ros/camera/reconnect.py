@@ -17,6 +17,7 @@ UNCONFIGURED / INACTIVE / FINALIZED mirror the lifecycle states; the node sets t
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 import enum
 import random
@@ -31,6 +32,8 @@ JITTER_MODES = (JITTER_NONE, JITTER_FULL, JITTER_EQUAL, JITTER_DECORRELATED)
 
 #: Consecutive failed attempts after which diagnostics report ERROR, not WARN.
 ERROR_AFTER_ATTEMPTS = 3
+#: Distinct recent errors kept, so the cause of a loss survives the retries after it.
+RECENT_ERRORS = 8
 
 
 class CameraState(enum.Enum):
@@ -144,6 +147,7 @@ class CameraStatus:
     last_error: str
     last_error_time: float | None
     consecutive_failures: int
+    recent_errors: tuple[str, ...] = ()
 
 
 class ReconnectMachine:
@@ -177,6 +181,7 @@ class ReconnectMachine:
         self.next_attempt_at = 0.0
         self.last_error = ''
         self.last_error_time: float | None = None
+        self._recent: deque[str] = deque(maxlen=RECENT_ERRORS)
         self._streaming_since: float | None = None
         self._ever_streamed = False
         self._failed_attempts = 0
@@ -239,8 +244,7 @@ class ReconnectMachine:
         if self.consecutive_failures >= self.max_consecutive_failures:
             return self.on_lost(f'{self.consecutive_failures} failed reads in a row; '
                                 f'last: {error}')
-        self.last_error = error
-        self.last_error_time = self._wall()
+        self._record_error(error)
         return self.state
 
     def on_lost(self, error: str) -> CameraState:
@@ -265,8 +269,7 @@ class ReconnectMachine:
     def on_end(self, message: str) -> CameraState:
         """A finite source ended cleanly."""
         self.state = CameraState.ENDED
-        self.last_error = message
-        self.last_error_time = self._wall()
+        self._record_error(message)
         self._streaming_since = None
         return self.state
 
@@ -292,13 +295,16 @@ class ReconnectMachine:
             backoff_sec=self.backoff_sec,
             next_attempt_in=0.0 if wait == float('inf') else wait,
             last_error=self.last_error, last_error_time=self.last_error_time,
-            consecutive_failures=self.consecutive_failures)
+            consecutive_failures=self.consecutive_failures,
+            recent_errors=tuple(self._recent))
 
     # ---- internals ------------------------------------------------------------------
 
     def _record_error(self, error: str) -> None:
         self.last_error = error
         self.last_error_time = self._wall()
+        if not self._recent or self._recent[-1] != error:
+            self._recent.append(error)
 
     def _maybe_reset_backoff(self) -> None:
         if (self._streaming_since is not None

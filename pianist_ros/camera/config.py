@@ -95,7 +95,7 @@ class CameraConfig:
 
     @classmethod
     def default(cls) -> 'CameraConfig':
-        """Return the config with every schema default (for ROS-free tests and tools)."""
+        """Build the config from the schema defaults, for ROS-free tests and tools."""
         return cls.from_values(defaults(SCHEMA))
 
     def backoff_policy(self) -> BackoffPolicy:

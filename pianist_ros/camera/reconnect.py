@@ -1,4 +1,4 @@
-"""Reconnect state machine and backoff schedule of the camera (ROS-free, pure).
+r"""Reconnect state machine and backoff schedule of the camera (ROS-free, pure).
 
 Nothing here sleeps, reads a device or starts a thread: the capture worker feeds it
 events (opened, frame, bad frame, stall, end, open failed) and asks it when the next
@@ -205,7 +205,7 @@ class ReconnectMachine:
         return self.state
 
     def on_opened(self) -> CameraState:
-        """The source opened: stream."""
+        """Record a successful open: stream."""
         if self._ever_streamed:
             self.reconnects += 1
         self._ever_streamed = True
@@ -218,27 +218,27 @@ class ReconnectMachine:
         return self.state
 
     def on_open_failed(self, error: str) -> CameraState:
-        """An open attempt failed: schedule the next one (or give up)."""
+        """Record a failed open: schedule the next attempt (or give up)."""
         self._record_error(error)
         self._failed_attempts += 1
         return self._schedule()
 
     def on_config_error(self, error: str) -> CameraState:
-        """The source can never open as configured: give up until reconfigured."""
+        """Give up until reconfigured: the source can never open as configured."""
         self._record_error(error)
         self.state = CameraState.FAILED
         self.backoff_sec = 0.0
         return self.state
 
     def on_frame(self) -> CameraState:
-        """A good frame arrived."""
+        """Count a good frame."""
         self.frames_ok += 1
         self.consecutive_failures = 0
         self._maybe_reset_backoff()
         return self.state
 
     def on_bad_frame(self, error: str) -> CameraState:
-        """A read failed or a frame was unusable; lose the stream after too many."""
+        """Count a failed read or unusable frame; lose the stream after too many."""
         self.frames_failed += 1
         self.consecutive_failures += 1
         if self.consecutive_failures >= self.max_consecutive_failures:
@@ -248,14 +248,14 @@ class ReconnectMachine:
         return self.state
 
     def on_lost(self, error: str) -> CameraState:
-        """The stream is gone (read error, too many failures): reconnect."""
+        """Handle a lost stream (read error, too many failures): reconnect."""
         self._maybe_reset_backoff()
         self._record_error(error)
         self._streaming_since = None
         return self._schedule()
 
     def on_stall(self, error: str) -> CameraState:
-        """No frame for stall_timeout: STALLED until the worker let go of the source."""
+        """Enter STALLED (no frame for stall_timeout) until the source is let go."""
         self._maybe_reset_backoff()
         self._record_error(error)
         self._streaming_since = None
@@ -263,11 +263,11 @@ class ReconnectMachine:
         return self.state
 
     def on_released(self) -> CameraState:
-        """The stalled source was released or abandoned: reconnect."""
+        """Reconnect once the stalled source was released or abandoned."""
         return self._schedule()
 
     def on_end(self, message: str) -> CameraState:
-        """A finite source ended cleanly."""
+        """Record the clean end of a finite source."""
         self.state = CameraState.ENDED
         self._record_error(message)
         self._streaming_since = None

@@ -4,10 +4,11 @@
    :class:`HandDetector` (node defaults: tracking mode, max 2 hands, model 1) in a
    plain loop over the frames; frames per second.
 2. Nodes: ``CameraNode`` (file source, looping, paced faster than the baseline so
-   the detector is never starved) -> DDS -> ``HandDetectorNode`` in one process on
-   a MultiThreadedExecutor, as ``pianist-bringup`` runs them; frames the detector
-   processed per second, and latency from the capture stamp to the landmarks
-   publish (the node's own measurement) and to their receipt by a listener.
+   the detector is never starved) -> DDS -> ``HandDetectorNode`` in one process,
+   once on a SingleThreadedExecutor and once on a MultiThreadedExecutor (what
+   ``pianist-bringup`` uses); frames the detector processed per second, and
+   latency from the capture stamp to the landmarks publish (the node's own
+   measurement) and to their receipt by a listener.
 
 Prints both FPS figures and their ratio (goal >= 0.95). ``--publisher`` replaces the
 camera with a small in-memory publisher node with the same QoS. Results also go to
@@ -117,10 +118,11 @@ class _FramePublisher:
 
 
 def node_pipeline(clip: str, frames, config: DetectorConfig, source_fps: float,
-                  duration: float, use_publisher: bool) -> dict:
+                  duration: float, use_publisher: bool, executor_kind: str = 'single') -> dict:
     """Run camera (or publisher) -> DDS -> detector; measure after a warm-up."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.time import Time
@@ -160,7 +162,10 @@ def node_pipeline(clip: str, frames, config: DetectorConfig, source_fps: float,
                 Parameter('source', value=clip), Parameter('loop', value=True),
                 Parameter('use_file_fps', value=False), Parameter('fps', value=source_fps)])
             nodes.append(camera)
-        executor = MultiThreadedExecutor(num_threads=4, context=context)
+        if executor_kind == 'multi':
+            executor = MultiThreadedExecutor(num_threads=4, context=context)
+        else:
+            executor = SingleThreadedExecutor(context=context)
         for node in nodes:
             executor.add_node(node)
         spin_thread = threading.Thread(target=executor.spin, daemon=True)
@@ -192,6 +197,7 @@ def node_pipeline(clip: str, frames, config: DetectorConfig, source_fps: float,
             received_lat = np.array(latencies) if latencies else np.zeros(1)
         return {
             'source': 'publisher' if use_publisher else 'camera',
+            'executor': executor_kind,
             'source_fps': source_fps,
             'seconds': elapsed,
             'frames_received': received,
@@ -231,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
                         help='seconds per measurement (default 20)')
     parser.add_argument('--publisher', action='store_true',
                         help='feed frames from an in-memory publisher node, not CameraNode')
+    parser.add_argument('--executors', nargs='+', choices=('single', 'multi'),
+                        default=['single', 'multi'],
+                        help='executors to measure the nodes on (default: both; '
+                             'pianist-bringup uses a MultiThreadedExecutor)')
     parser.add_argument('--source-factor', type=float, default=1.25,
                         help='source rate as a multiple of the baseline FPS (default 1.25)')
     args = parser.parse_args(argv)
@@ -244,17 +254,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f'bare MediaPipe loop : {bare["fps"]:7.1f} fps ({bare["frames"]} frames, '
           f'{bare["mean_hands"]:.2f} hands/frame)', flush=True)
     source_fps = min(240.0, max(15.0, bare['fps'] * args.source_factor))
-    nodes = node_pipeline(clip, frames, config, source_fps, duration, args.publisher)
-    ratio = nodes['fps'] / bare['fps'] if bare['fps'] else 0.0
-    print(f'{nodes["source"]} -> DDS -> hand_detector : {nodes["fps"]:7.1f} fps '
-          f'({nodes["frames_processed"]} of {nodes["frames_received"]} received frames, '
-          f'source paced at {source_fps:.1f} fps)')
-    print(f'ratio nodes / bare  : {ratio:7.3f}  (goal >= 0.95)')
-    print(f'latency capture -> landmarks publish : p50 {nodes["latency_publish_ms_p50"]:.1f} '
-          f'ms, p99 {nodes["latency_publish_ms_p99"]:.1f} ms')
-    print(f'latency capture -> landmarks received: p50 {nodes["latency_received_ms_p50"]:.1f} '
-          f'ms, p99 {nodes["latency_received_ms_p99"]:.1f} ms')
-    _write_result({'bare': bare, 'nodes': nodes, 'ratio': ratio, 'quick': args.quick})
+    results = {'bare': bare}
+    for kind in args.executors:
+        nodes = node_pipeline(clip, frames, config, source_fps, duration, args.publisher, kind)
+        ratio = nodes['fps'] / bare['fps'] if bare['fps'] else 0.0
+        nodes['ratio'] = ratio
+        results[f'nodes_{kind}'] = nodes
+        print(f'{nodes["source"]} -> DDS -> hand_detector ({kind}-threaded executor): '
+              f'{nodes["fps"]:7.1f} fps ({nodes["frames_processed"]} of '
+              f'{nodes["frames_received"]} received frames, source paced at '
+              f'{source_fps:.1f} fps)')
+        print(f'  ratio nodes / bare : {ratio:7.3f}  (goal >= 0.95)')
+        print(f'  latency capture -> landmarks publish : p50 '
+              f'{nodes["latency_publish_ms_p50"]:.1f} ms, p99 '
+              f'{nodes["latency_publish_ms_p99"]:.1f} ms')
+        print(f'  latency capture -> landmarks received: p50 '
+              f'{nodes["latency_received_ms_p50"]:.1f} ms, p99 '
+              f'{nodes["latency_received_ms_p99"]:.1f} ms', flush=True)
+    results['quick'] = args.quick
+    _write_result(results)
     return 0
 
 

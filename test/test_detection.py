@@ -4,13 +4,12 @@ import dataclasses
 import os
 
 import cv2
-# Helper module of these tests (not in .flake8's application-import-names).
-from detection_support import match_by_x
-from detection_support import mediapipe_hands
-from detection_support import true_hands
 import numpy as np
 import pytest
 
+from detection_support import match_by_x
+from detection_support import mediapipe_hands
+from detection_support import true_hands
 from pianist_ros.detection import imaging
 from pianist_ros.detection import packing
 from pianist_ros.detection.annotate import draw_hands
@@ -348,3 +347,20 @@ def test_process_detector_survives_mediapipe_aborting():
     config = dataclasses.replace(DetectorConfig(), model_complexity=7)
     with pytest.raises(DetectorCrashedError, match='died while starting'):
         ProcessHandDetector(config)
+
+
+def test_rviz_config_shows_our_topics_in_the_camera_frame():
+    import yaml
+
+    from pianist_ros.camera.config import SCHEMA as CAMERA_SCHEMA
+    from support import REPO
+    with open(os.path.join(REPO, 'config', 'pianist.rviz'), encoding='utf-8') as handle:
+        rviz = yaml.safe_load(handle)
+    manager = rviz['Visualization Manager']
+    frame_id = next(p.default for p in CAMERA_SCHEMA if p.name == 'frame_id')
+    assert manager['Global Options']['Fixed Frame'] == frame_id
+    shown = {d['Topic']['Value']: d['Class'] for d in manager['Displays']}
+    assert shown['hands/image_annotated'] == 'rviz_default_plugins/Image'
+    assert shown['camera/image_raw'] == 'rviz_default_plugins/Image'
+    assert shown['hands/markers'] == 'rviz_default_plugins/MarkerArray'
+    assert shown['hands/landmarks'] == 'rviz_default_plugins/PointCloud2'

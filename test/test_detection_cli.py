@@ -4,13 +4,13 @@ import json
 import os
 import subprocess
 
+import numpy as np
+import pytest
+
 from detection_support import clip_segments
 from detection_support import match_by_x
 from detection_support import mediapipe_hands
 from detection_support import min_median_max
-import numpy as np
-import pytest
-
 from support import image_rows
 from support import REPO
 from support import script

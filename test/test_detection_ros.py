@@ -5,8 +5,6 @@ import signal
 
 import cv2
 from cv_bridge import CvBridge
-from detection_support import match_by_x
-from detection_support import true_hands
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
@@ -23,6 +21,8 @@ from std_msgs.msg import Int32
 from visualization_msgs.msg import Marker
 from visualization_msgs.msg import MarkerArray
 
+from detection_support import match_by_x
+from detection_support import true_hands
 from pianist_ros.common import topics
 from pianist_ros.detection import imaging
 from pianist_ros.detection import packing

@@ -11,14 +11,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-from recorder_support import clip_frames
-from recorder_support import jpegs
-from recorder_support import pid_alive
-from recorder_support import psnr
-from recorder_support import shm_segments
-from recorder_support import SlowBackend
-from recorder_support import temp_files
-from recorder_support import tmpfs
 
 from pianist_ros.recorder.backends import ThreadBackend
 from pianist_ros.recorder.config import RecorderConfig
@@ -35,6 +27,14 @@ from pianist_ros.recorder.recorder import Recorder
 from pianist_ros.recorder.storage import GuardState
 from pianist_ros.recorder.storage import SessionStore
 from pianist_ros.recorder.storage import write_atomic
+from recorder_support import clip_frames
+from recorder_support import jpegs
+from recorder_support import pid_alive
+from recorder_support import psnr
+from recorder_support import shm_segments
+from recorder_support import SlowBackend
+from recorder_support import temp_files
+from recorder_support import tmpfs
 from support import REPO
 from support import wait_until
 
@@ -250,16 +250,23 @@ def test_vanished_session_directory_is_recreated(data_dir, tmp_path):
 
 # ---- backends: real JPEGs decoded back -----------------------------------------------------
 
-def _backends():
-    out = ['thread', 'process']
-    gst = pytest.param('gstreamer', marks=pytest.mark.skipif(
-        not element_available('jpegenc'), reason='GStreamer jpegenc not installed '
-        '(scripts/install-system-deps.sh installs it)'))
-    return out + [gst]
+def _need_gst(*elements: str) -> None:
+    """Skip unless the GStreamer elements exist.
+
+    Checked inside the test, never at collection: Gst.init() in a process that has
+    loaded cv2 but not yet rclpy makes the first rclpy node of that process crash
+    (see docs/recorder.md), and collection runs before other files' ROS tests.
+    """
+    for element in elements:
+        if not element_available(element):
+            pytest.skip(f'GStreamer element {element} not installed '
+                        '(scripts/install-system-deps.sh installs it)')
 
 
-@pytest.mark.parametrize('backend', _backends())
+@pytest.mark.parametrize('backend', ['thread', 'process', 'gstreamer'])
 def test_backend_writes_decodable_jpegs_with_sidecars(backend, data_dir, tmp_path):
+    if backend == 'gstreamer':
+        _need_gst('jpegenc', 'videoconvert')
     frames = clip_frames(data_dir, 6)
     frames.append(cv2.resize(frames[0], (1280, 720)))  # a size change mid-session
     rec = Recorder(_cfg(tmp_path, backend=backend, jpeg_quality=90))
@@ -429,9 +436,8 @@ def test_no_resource_tracker_warnings_after_worker_kill(tmp_path):
 
 # ---- GStreamer H.264 video mode --------------------------------------------------------------
 
-@pytest.mark.skipif(not element_available('x264enc') or not element_available('matroskamux'),
-                    reason='x264enc / matroskamux not installed')
 def test_gstreamer_h264_mode_writes_one_playable_video(data_dir, tmp_path):
+    _need_gst('x264enc', 'matroskamux', 'videoconvert')
     frames = clip_frames(data_dir, 20)
     rec = Recorder(_cfg(tmp_path, backend='gstreamer', gstreamer_mode='h264', sidecar=False))
     rec.start()

@@ -24,7 +24,9 @@ die() {
 
 # journald: one plain line per message with level, node and message.
 export RCUTILS_COLORIZED_OUTPUT="${RCUTILS_COLORIZED_OUTPUT:-0}"
-export RCUTILS_CONSOLE_OUTPUT_FORMAT="${RCUTILS_CONSOLE_OUTPUT_FORMAT:-[{severity}] [{name}]: {message}}"
+# (A literal default inside ${VAR:-...} would end at the first '}' of the format.)
+journal_format='[{severity}] [{name}]: {message}'
+export RCUTILS_CONSOLE_OUTPUT_FORMAT="${RCUTILS_CONSOLE_OUTPUT_FORMAT:-$journal_format}"
 export PYTHONUNBUFFERED=1
 
 ros_setup="${ROS_SETUP:-}"

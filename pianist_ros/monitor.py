@@ -138,6 +138,7 @@ class StackMonitorNode(Node):
         with self._lock:
             decision = self._flow.evaluate(now)
         if decision.ready:
+            self._petting = True
             self._notifier.ready(self.status_line())
             self.get_logger().info('frames flowing: told systemd READY=1')
         if decision.pet and self._watchdog_sec:

@@ -4,9 +4,9 @@ import os
 import socket
 import uuid
 
-from deploy_support import NotifyListener
 import pytest
 
+from deploy_support import NotifyListener
 from pianist_ros.common.systemd import FlowWatchdog
 from pianist_ros.common.systemd import format_message
 from pianist_ros.common.systemd import MAX_STATUS_CHARS

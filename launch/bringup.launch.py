@@ -14,6 +14,7 @@ from launch.actions import IncludeLaunchDescription
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
 
 #: (node name, launch switch, default) for every plain node bringup may start.
 OPTIONAL_NODES = (
@@ -62,4 +63,14 @@ def generate_launch_description() -> LaunchDescription:
                                   'use_respawn': LaunchConfiguration('use_respawn')}.items(),
             )],
         ))
+    # Status line + systemd watchdog: READY=1 / WATCHDOG=1 only while frames flow.
+    actions.append(Node(
+        package='pianist_ros',
+        executable='stack_monitor',
+        name='stack_monitor',
+        namespace=LaunchConfiguration('namespace'),
+        output='screen',
+        parameters=[{'require_detector': LaunchConfiguration('use_detector')}],
+        arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
+    ))
     return LaunchDescription(actions)

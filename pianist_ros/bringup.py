@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                     overrides.append(Parameter('loop', Parameter.Type.BOOL, args.loop))
             node = _load_class(spec)(namespace=args.namespace, parameter_overrides=overrides)
             nodes.append(node)
-        monitor = StackMonitorNode(namespace=args.namespace, period=args.status_period)
+        monitor = StackMonitorNode(namespace=args.namespace, period=args.status_period,
+                                   require_detector=args.with_hand_detector)
         nodes.append(monitor)
         executor = MultiThreadedExecutor(num_threads=max(4, len(nodes) + 1))
         for node in nodes:

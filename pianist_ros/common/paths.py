@@ -22,7 +22,8 @@ def share_dir() -> str:
         from ament_index_python.packages import PackageNotFoundError
         try:
             candidates.append(get_package_share_directory(PACKAGE))
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):
+            # OSError: AMENT_PREFIX_PATH unset (a plain venv).
             pass
     except ImportError:
         pass

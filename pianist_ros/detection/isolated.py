@@ -9,8 +9,8 @@ so the parent holds its GIL only briefly per frame.
 
 ROS-free. The child is a fresh interpreter running this module (forking a
 process that runs DDS threads is unsafe, and multiprocessing's ``spawn`` would
-re-import the parent's main script); it ignores SIGINT (the parent owns shutdown)
-and exits when the parent closes the socket or dies.
+re-import the parent's main script); it ignores SIGINT and SIGTERM (the parent
+owns shutdown) and exits when the parent closes the socket or dies.
 """
 
 from __future__ import annotations
@@ -181,8 +181,10 @@ class ProcessHandDetector:
 
 def _child_main(argv: list[str]) -> int:
     """Serve ``('frame', shm_name, shape)`` requests until ``('close',)`` or EOF."""
-    # Ctrl-C reaches the whole process group; the parent decides when we stop.
+    # Ctrl-C and a service stop (SIGTERM to the whole process group or cgroup) reach us
+    # too; the parent decides when we stop, by closing the socket or by dying.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conn = Connection(int(argv[0]))
     config = DetectorConfig(**json.loads(argv[1]))
     try:

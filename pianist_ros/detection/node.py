@@ -173,7 +173,14 @@ class HandDetectorNode(Node):
             if self._detector is None:
                 self._stats.on_failed('MediaPipe is not running; frame dropped')
                 continue
-            self._process(msg)
+            try:
+                self._process(msg)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any frame
+                if not self.context.ok():
+                    break  # shutting down: publishers are gone, nothing to report
+                self._stats.on_failed(f'{type(exc).__name__}: {exc}')
+                self.get_logger().error(f'unexpected error on a frame: {exc!r}; going on',
+                                        throttle_duration_sec=_LOG_THROTTLE_SEC)
 
     def _build(self, config: DetectorConfig) -> HandDetector | ProcessHandDetector:
         if config.backend == 'process':

@@ -155,7 +155,9 @@ class CameraHarness:
     drives the camera through its real ``change_state`` service over DDS.
     """
 
-    def __init__(self, context, overrides: dict, namespace: str = ''):
+    _instances = 0
+
+    def __init__(self, context, overrides: dict, namespace: str | None = None):
         from lifecycle_msgs.srv import ChangeState
         from lifecycle_msgs.srv import GetState
         from rclpy.executors import MultiThreadedExecutor
@@ -167,6 +169,10 @@ class CameraHarness:
         from pianist_ros.camera.node import CameraNode
         from pianist_ros.common import topics
 
+        if namespace is None:
+            # A fresh namespace per harness: no test ever sees another test's endpoints.
+            CameraHarness._instances += 1
+            namespace = f'/camtest{os.getpid()}_{CameraHarness._instances}'
         self.lock = threading.Lock()
         self.states: list[str] = []
         self.frames = 0

@@ -209,11 +209,13 @@ def test_file_loops_without_a_gap(ros_context, data_dir, tmp_path):
         assert wait_until(lambda: len(stamps) >= 20, 10.0), 'four passes of the clip'
         status = harness.camera.camera_status()
         assert status.state.value == 'STREAMING' and status.reconnects == 0
-        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        gaps = sorted(b - a for a, b in zip(stamps, stamps[1:]))
         period = 1.0 / 15.0
-        # One frame per period, also across the loop point: never a whole frame missing
-        # (with scheduling slack for a loaded machine).
-        assert max(gaps) < 2.0 * period + 0.05, gaps
+        # One frame per period, also across the four loop points: a loop that lost a
+        # frame slot at each rewind would show four gaps over two periods. One such gap
+        # is tolerated: a loaded machine can starve the capture thread once.
+        assert gaps[len(gaps) // 2] == pytest.approx(period, abs=0.02), gaps
+        assert sum(1 for g in gaps if g > 2.0 * period) <= 1, gaps
     finally:
         harness.close()
 

@@ -199,6 +199,8 @@ class CameraNode(LifecycleNode):
         image_pub, info_pub = self._image_pub, self._info_pub
         if config is None or image_pub is None or info_pub is None:
             return
+        if not self.context.ok():
+            return  # Ctrl-C / SIGTERM shut the context down; destroy_node follows.
         height, width = frame.shape[:2]
         image = Image()
         image.header.stamp.sec, image.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
@@ -215,6 +217,8 @@ class CameraNode(LifecycleNode):
             image_pub.publish(image)
             info_pub.publish(info)
         except Exception as exc:  # noqa: BLE001 - e.g. publisher destroyed at shutdown
+            if not self.context.ok():
+                return
             with self._lock:
                 self._publish_errors += 1
             self.get_logger().error(f'publishing a frame failed: {exc!r}',
@@ -226,7 +230,7 @@ class CameraNode(LifecycleNode):
 
     def _on_status(self, status: CameraStatus) -> None:
         state = status.state
-        if state == CameraState.INACTIVE:
+        if state == CameraState.INACTIVE or not self.context.ok():
             return  # deactivate publishes INACTIVE itself, after the release
         self._publish_state(state)
         log = self.get_logger()
@@ -248,7 +252,7 @@ class CameraNode(LifecycleNode):
         if state in (CameraState.UNCONFIGURED, CameraState.INACTIVE, CameraState.FINALIZED):
             self._lifecycle = state
         pub = self._state_pub
-        if pub is not None:
+        if pub is not None and self.context.ok():
             pub.publish(String(data=state.value))
 
     def _describe_source(self) -> str:

@@ -74,6 +74,27 @@ class HangingSource(FrameSource):
                 HangingSource.open_handles -= 1
 
 
+class ScriptedSource(FrameSource):
+    """An in-memory source that returns a scripted list of reads, then repeats the last."""
+
+    kind = 'fake'
+
+    def __init__(self, script: list):
+        super().__init__(SourceSpec('fake', 'scripted'), SourceOptions())
+        self._script = list(script)
+
+    def _open(self) -> None:
+        pass
+
+    def _read(self):
+        time.sleep(0.005)
+        item = self._script.pop(0) if len(self._script) > 1 else self._script[0]
+        return item() if callable(item) else item
+
+    def _close(self) -> None:
+        pass
+
+
 class MjpegServer:
     """The MJPEG test camera as a separate process on a fixed 127.0.0.1 port."""
 

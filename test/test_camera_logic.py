@@ -11,6 +11,7 @@ import pytest
 
 from camera_support import FakeClock
 from camera_support import HangingSource
+from camera_support import ScriptedSource
 from pianist_ros.camera.capture import CaptureConfig
 from pianist_ros.camera.capture import CaptureWorker
 from pianist_ros.camera.capture import check_frame
@@ -369,3 +370,26 @@ def test_worker_abandons_hung_reads_without_unbounded_threads():
     assert worker.wait_released(5.0)
     assert wait_until(lambda: threading.active_count() == before, 5.0)
     assert HangingSource.open_handles == 0
+
+
+def test_worker_never_passes_on_bad_frames_and_reconnects_after_too_many():
+    good = np.zeros((6, 8, 3), np.uint8)
+    script = [good, None, good, np.zeros((0, 0, 3), np.uint8), np.zeros((5, 8, 3), np.uint8),
+              good, None, np.zeros((6, 8), np.uint8), None]
+    delivered, states = [], []
+    machine = ReconnectMachine(BackoffPolicy(initial_delay=5.0, max_delay=5.0, jitter='none'),
+                               max_consecutive_failures=3)
+    worker = CaptureWorker(lambda: ScriptedSource(script), CaptureConfig(stall_timeout=2.0),
+                           machine, on_frame=lambda f, s: delivered.append(f),
+                           on_status=lambda st: states.append(st.state))
+    worker.start()
+    try:
+        assert wait_until(lambda: CameraState.RECONNECTING in states, 5.0)
+    finally:
+        assert worker.stop()
+    status = worker.status()
+    assert len(delivered) == 3 and all(f.shape == (6, 8, 3) for f in delivered)
+    # None, empty, wrong size (3 in a row ends at the good frame: 1+2), then None, 2-D, None.
+    assert status.frames_failed == 6 and status.frames_ok == 3
+    assert any('3 failed reads in a row' in e for e in status.recent_errors)
+    assert any('size changed' in e for e in status.recent_errors)

@@ -177,6 +177,8 @@ def test_file_source_notices_truncation_and_deletion(data_dir, tmp_path):
 
 
 def test_gstreamer_pipeline_source_via_appsink():
+    # GStreamer is initialised here, inside the test, never at collection: Gst.init()
+    # before rclpy's first import kills a later rclpy node (docs/recorder.md).
     spec = 'videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=30/1'
     check_source_config(parse_source(spec))
     source = make_source(spec, SourceOptions(read_timeout=5.0))

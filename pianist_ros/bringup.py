@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import importlib
 import os
 import sys
-import time
 
 from pianist_ros.common.paths import default_config
 
@@ -92,48 +91,46 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
+    from pianist_ros.common import ros_main
     from pianist_ros.monitor import StackMonitorNode
 
     rcl_args = ['--ros-args', '--params-file', config, '--log-level', args.log_level]
     if ros_args:
         rcl_args += ros_args[1:]
-    rclpy.init(args=rcl_args)
+    ros_main.init(rcl_args)
     nodes = []
-    executor = None
     try:
-        for name in _enabled(args):
-            spec = NODES[name]
-            overrides = []
-            if name == 'camera':
-                if args.source:
-                    overrides.append(Parameter('source', Parameter.Type.STRING, args.source))
-                if args.loop is not None:
-                    overrides.append(Parameter('loop', Parameter.Type.BOOL, args.loop))
-            node = _load_class(spec)(namespace=args.namespace, parameter_overrides=overrides)
-            nodes.append(node)
-        monitor = StackMonitorNode(namespace=args.namespace, period=args.status_period,
-                                   require_detector=args.with_hand_detector)
-        nodes.append(monitor)
-        executor = MultiThreadedExecutor(num_threads=max(4, len(nodes) + 1))
-        for node in nodes:
-            executor.add_node(node)
-        _activate_lifecycle_nodes(nodes)
-        deadline = time.monotonic() + args.duration if args.duration > 0 else None
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.2)
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-    except (KeyboardInterrupt, ExternalShutdownException):
+        with ros_main.StopOnSignal() as stop:
+            for name in _enabled(args):
+                overrides = []
+                if name == 'camera':
+                    if args.source:
+                        overrides.append(Parameter('source', Parameter.Type.STRING,
+                                                   args.source))
+                    if args.loop is not None:
+                        overrides.append(Parameter('loop', Parameter.Type.BOOL, args.loop))
+                node_cls = _load_class(NODES[name])
+                nodes.append(node_cls(namespace=args.namespace, parameter_overrides=overrides))
+            nodes.append(StackMonitorNode(namespace=args.namespace, period=args.status_period,
+                                          require_detector=args.with_hand_detector))
+            # One thread spins every node: each node does its blocking work (capture,
+            # inference, HTTP, encoding, git) in threads or processes of its own, and
+            # rclpy's MultiThreadedExecutor busy-polls enough to starve inference on
+            # two cores (bench/bench_detector.py).
+            executor = SingleThreadedExecutor()
+            for node in nodes:
+                executor.add_node(node)
+            _activate_lifecycle_nodes(nodes)
+            ros_main.spin_until_stopped(executor, stop, args.duration)
+            for node in nodes:
+                executor.remove_node(node)
+    except KeyboardInterrupt:
         pass
     finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
-        for node in reversed(nodes):
-            node.destroy_node()
+        ros_main.destroy_all(nodes)
         rclpy.try_shutdown()
     return 0
 

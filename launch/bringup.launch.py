@@ -43,13 +43,17 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('source', default_value='',
                               description="Camera source override: 'synthetic', a file, "
                                           '/dev/videoN, rtsp/http URL or GStreamer pipeline'),
+        DeclareLaunchArgument('loop', default_value='',
+                              description="Loop a video file source: 'true' or 'false' "
+                                          '(empty: use params_file)'),
         DeclareLaunchArgument('use_respawn', default_value='true',
                               description='Respawn plain nodes that exit'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='Log level (debug, info, warn, error, fatal)'),
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(os.path.join(launch_dir, 'camera.launch.py')),
-            launch_arguments={**common, 'source': LaunchConfiguration('source')}.items(),
+            launch_arguments={**common, 'source': LaunchConfiguration('source'),
+                              'loop': LaunchConfiguration('loop')}.items(),
         ),
     ]
     for node, switch, default in OPTIONAL_NODES:

@@ -25,10 +25,13 @@ from lifecycle_msgs.msg import Transition
 def _camera_actions(context):
     params_file = LaunchConfiguration('params_file').perform(context)
     source = LaunchConfiguration('source').perform(context)
+    loop = LaunchConfiguration('loop').perform(context).strip().lower()
     log_level = LaunchConfiguration('log_level').perform(context)
     parameters = [params_file]
     if source:
         parameters.append({'source': source})
+    if loop:
+        parameters.append({'loop': loop == 'true'})
     camera = LifecycleNode(
         package='pianist_ros',
         executable='camera',
@@ -73,6 +76,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('source', default_value='',
                               description="Camera source override: 'synthetic', a file, "
                                           '/dev/videoN, rtsp/http URL or GStreamer pipeline '
+                                          '(empty: use params_file)'),
+        DeclareLaunchArgument('loop', default_value='',
+                              description="Loop a video file source: 'true' or 'false' "
                                           '(empty: use params_file)'),
         DeclareLaunchArgument('autostart', default_value='true',
                               description='Configure and activate the camera at start'),

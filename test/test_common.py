@@ -66,3 +66,31 @@ def test_rate_meter_and_percentiles():
         pct.add(float(v))
     assert pct.percentile(50) == pytest.approx(50.5)
     assert pct.percentile(99) > 98
+
+
+def test_gstreamer_init_does_not_break_cpp_exceptions_later():
+    """Gst via common.gst, then pybind11 modules that throw C++ exceptions internally.
+
+    Without the gcc-unwinder preload, this exact sequence aborts the process
+    (``terminate called after throwing an instance of 'pybind11::attribute_error'``).
+    """
+    import subprocess
+    import sys
+    code = (
+        'import cv2\n'
+        'from pianist_ros.common.gst import gst\n'
+        'Gst = gst()\n'
+        'assert Gst.ElementFactory.find("jpegenc") is not None\n'
+        'import matplotlib.font_manager\n'
+        'import rclpy\n'
+        'from rclpy.node import Node\n'
+        'rclpy.init()\n'
+        'node = Node("after_gst")\n'
+        'node.destroy_node()\n'
+        'rclpy.shutdown()\n'
+        'print("survived")\n'
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'survived' in result.stdout

@@ -36,6 +36,8 @@ from pianist_ros.camera.errors import SourceConfigError
 from pianist_ros.camera.errors import SourceEnded
 from pianist_ros.camera.errors import SourceOpenError
 from pianist_ros.camera.errors import SourceReadError
+from pianist_ros.common.gst import gst
+from pianist_ros.common.gst import GstUnavailable
 
 _LOG = logging.getLogger(__name__)
 
@@ -471,29 +473,17 @@ def cv2_has_gstreamer() -> bool:
     return False
 
 
-_GST_LOCK = threading.Lock()
-_GST = None
-
-
 def _gst():
     """Import and initialise GStreamer through PyGObject once per process.
 
     :raises SourceConfigError: when PyGObject or GStreamer is not installed.
     """
-    global _GST  # noqa: PLW0603 - one process-wide Gst.init is what GStreamer wants
-    with _GST_LOCK:
-        if _GST is None:
-            try:
-                import gi
-                gi.require_version('Gst', '1.0')
-                from gi.repository import Gst
-            except (ImportError, ValueError) as exc:
-                raise SourceConfigError(
-                    'GStreamer sources need OpenCV with GStreamer or PyGObject with '
-                    f'GStreamer 1.x: {exc}') from exc
-            Gst.init(None)
-            _GST = Gst
-        return _GST
+    try:
+        return gst()
+    except GstUnavailable as exc:
+        raise SourceConfigError(
+            f'GStreamer sources need OpenCV with GStreamer or PyGObject with GStreamer 1.x: '
+            f'{exc}') from exc
 
 
 def gst_pipeline_text(pipeline: str) -> str:

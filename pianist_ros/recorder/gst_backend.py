@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from pianist_ros.common.gst import gst
+from pianist_ros.common.gst import GstUnavailable
 from pianist_ros.recorder.backends import EncoderBackend
 from pianist_ros.recorder.backends import Job
 from pianist_ros.recorder.backends import Result
@@ -40,14 +42,9 @@ def _gst():
     :raises BackendError: when PyGObject or GStreamer 1.0 is missing.
     """
     try:
-        import gi
-        gi.require_version('Gst', '1.0')
-        from gi.repository import Gst
-    except (ImportError, ValueError) as exc:
-        raise BackendError(f'GStreamer through PyGObject is not available: {exc}') from exc
-    if not Gst.is_initialized():
-        Gst.init(None)
-    return Gst
+        return gst()
+    except GstUnavailable as exc:
+        raise BackendError(str(exc)) from exc
 
 
 def element_available(name: str) -> bool:

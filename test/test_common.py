@@ -94,3 +94,17 @@ def test_gstreamer_init_does_not_break_cpp_exceptions_later():
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'survived' in result.stdout
+
+
+def test_merge_values_accepts_names_and_fields_and_checks_them():
+    from pianist_ros.common.params import merge_values
+    schema = (FPS, Param('reconnect.initial_delay', 0.5, 'seconds', min_value=0.0))
+    assert merge_values(schema, {'fps': 10, 'reconnect.initial_delay': 1.5}) == {
+        'fps': 10.0, 'reconnect_initial_delay': 1.5}
+    assert merge_values(schema, {'reconnect_initial_delay': 2.0})['reconnect_initial_delay'] \
+        == 2.0
+    assert merge_values(schema, None) == {'fps': 30.0, 'reconnect_initial_delay': 0.5}
+    with pytest.raises(ValueError, match="unknown camera parameter: 'fsp'"):
+        merge_values(schema, {'fsp': 10.0}, 'camera')
+    with pytest.raises(ValueError, match='fps must be <= 120'):
+        merge_values(schema, {'fps': 500.0})

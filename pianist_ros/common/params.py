@@ -134,6 +134,33 @@ def defaults(schema: Iterable[Param]) -> dict[str, Any]:
     return {p.field: _copy(p.default) for p in schema}
 
 
+def merge_values(schema: Sequence[Param], values: Mapping[str, Any] | None,
+                 owner: str = 'node') -> dict[str, Any]:
+    """Return ``{field: value}``: the schema defaults overridden by checked ``values``.
+
+    Keys may be parameter names (``health.url``) or field names (``health_url``); an
+    int given for a float parameter becomes a float. This is how the ROS-free code
+    (tools, tests) builds the same config a node builds from its parameters.
+
+    :raises ValueError: on an unknown key or a value the schema refuses.
+    """
+    by_key = {p.field: p for p in schema}
+    by_key.update({p.name: p for p in schema})
+    merged = defaults(schema)
+    for key, value in (values or {}).items():
+        param = by_key.get(key)
+        if param is None:
+            raise ValueError(f'unknown {owner} parameter: {key!r}')
+        if isinstance(param.default, float) and isinstance(value, int) \
+                and not isinstance(value, bool):
+            value = float(value)
+        err = check_value(param, value)
+        if err:
+            raise ValueError(err)
+        merged[param.field] = _copy(value)
+    return merged
+
+
 def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list) else value
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from pianist_ros.common.params import defaults
+from pianist_ros.common.params import merge_values
 from pianist_ros.common.params import Param
 
 NODE_NAME = 'hand_detector'
@@ -61,18 +61,5 @@ class DetectorConfig:
 
         :raises ValueError: when a value violates the schema.
         """
-        from pianist_ros.common.params import check_value
-        by_field = {p.field: p for p in SCHEMA}
-        merged = defaults(SCHEMA)
-        for key, value in values.items():
-            param = by_field.get(key)
-            if param is None:
-                raise ValueError(f'unknown {NODE_NAME} parameter: {key!r}')
-            if isinstance(param.default, float) and isinstance(value, int) \
-                    and not isinstance(value, bool):
-                value = float(value)
-            err = check_value(param, value)
-            if err:
-                raise ValueError(err)
-            merged[key] = value
+        merged = merge_values(SCHEMA, values, NODE_NAME)
         return cls(**merged)

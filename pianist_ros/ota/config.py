@@ -7,8 +7,7 @@ from dataclasses import fields
 import os
 from typing import Any, Mapping
 
-from pianist_ros.common.params import check_values
-from pianist_ros.common.params import defaults
+from pianist_ros.common.params import merge_values
 from pianist_ros.common.params import Param
 
 NODE_NAME = 'ota_manager'
@@ -143,21 +142,6 @@ def make_config(values: Mapping[str, Any] | None = None) -> OtaConfig:
     :raises ValueError: on an unknown name or a value the schema refuses.
     :return: the frozen config; missing values take their defaults.
     """
-    by_field = {p.field: p for p in SCHEMA}
-    by_name = {p.name: p for p in SCHEMA}
-    merged = defaults(SCHEMA)
-    checked = {}
-    for key, value in (values or {}).items():
-        param = by_name.get(key) or by_field.get(key)
-        if param is None:
-            raise ValueError(f'unknown ota_manager parameter: {key}')
-        if isinstance(param.default, float) and isinstance(value, int) \
-                and not isinstance(value, bool):
-            value = float(value)
-        checked[param.name] = value
-        merged[param.field] = value
-    err = check_values(SCHEMA, checked)
-    if err:
-        raise ValueError(err)
+    merged = merge_values(SCHEMA, values, NODE_NAME)
     known = {f.name for f in fields(OtaConfig)}
     return OtaConfig(**{k: v for k, v in merged.items() if k in known})

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 import os
 from typing import Any, Mapping
 
-from pianist_ros.common.params import check_value
-from pianist_ros.common.params import defaults
+from pianist_ros.common.params import merge_values
 from pianist_ros.common.params import Param
 
 NODE_NAME = 'image_recorder'
@@ -126,17 +125,5 @@ class RecorderConfig:
 
         :raises ValueError: when a value is unknown or violates the schema.
         """
-        by_field = {p.field: p for p in SCHEMA}
-        merged = defaults(SCHEMA)
-        for key, value in values.items():
-            param = by_field.get(key)
-            if param is None:
-                raise ValueError(f'unknown {NODE_NAME} parameter: {key!r}')
-            if isinstance(param.default, float) and isinstance(value, int) \
-                    and not isinstance(value, bool):
-                value = float(value)
-            err = check_value(param, value)
-            if err:
-                raise ValueError(err)
-            merged[key] = value
+        merged = merge_values(SCHEMA, values, NODE_NAME)
         return cls(**merged)

@@ -1,5 +1,6 @@
 """The ROS-free health model, metrics and HTTP parsing, driven by a fake clock (no rclpy)."""
 
+import os
 import threading
 
 import pytest
@@ -292,3 +293,15 @@ def test_serialize_head_keeps_length_and_drops_body():
     assert full.endswith(b'\r\n\r\n{"a":1}') and b'Connection: keep-alive' in full
     assert head.endswith(b'\r\n\r\n') and b'Content-Length: 7' in head
     assert b'Connection: close' in head
+
+
+def test_health_reports_the_running_commit_for_the_ota_gate():
+    import subprocess
+    from pianist_ros.common.device import software_revision
+    model = HealthModel(default_config(), clock=FakeClock(), git_hash='a' * 40)
+    assert model.snapshot().to_dict()['git_hash'] == 'a' * 40
+    # From a git checkout (this repo) the revision is HEAD.
+    head = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if head.returncode == 0:
+        assert software_revision() == head.stdout.strip()

@@ -116,6 +116,7 @@ class HealthReport:
     device_id: str
     version: str
     stale_after: float
+    git_hash: str = ''
 
     @property
     def status(self) -> str:
@@ -148,6 +149,7 @@ class HealthReport:
             'stale_after_sec': self.stale_after,
             'device_id': self.device_id,
             'version': self.version,
+            'git_hash': self.git_hash,
         }
 
 
@@ -177,14 +179,16 @@ class HealthModel:
     :param clock: monotonic seconds; injected so tests control time.
     :param device_id: reported in /health and metrics.
     :param version: software version reported in /health and metrics.
+    :param git_hash: commit the code runs from ('' if unknown), for the OTA health gate.
     """
 
     def __init__(self, config: TelemetryConfig, clock: Callable[[], float] = time.monotonic,
-                 device_id: str = '', version: str = ''):
+                 device_id: str = '', version: str = '', git_hash: str = ''):
         self._config = config
         self._clock = clock
         self._device_id = device_id
         self._version = version
+        self._git_hash = git_hash
         self._started = clock()
         self._write_lock = threading.Lock()
         self._frame_times: deque[float] = deque(maxlen=MAX_FRAME_TIMES)
@@ -311,6 +315,7 @@ class HealthModel:
             dropped_statuses=state.dropped_statuses,
             device_id=self._device_id,
             version=self._version,
+            git_hash=self._git_hash,
             stale_after=cfg.stale_after,
         )
 

@@ -17,6 +17,7 @@ from pianist_ros.common import diagnostics
 from pianist_ros.common import params
 from pianist_ros.common import topics
 from pianist_ros.common.device import device_id
+from pianist_ros.common.device import software_revision
 from pianist_ros.telemetry.app import TelemetryApp
 from pianist_ros.telemetry.config import NODE_NAME
 from pianist_ros.telemetry.config import SCHEMA
@@ -56,7 +57,8 @@ class TelemetryBridgeNode(Node):
         params.declare(self, SCHEMA)
         self._config = TelemetryConfig.from_values(params.values(self, SCHEMA))
         self._own_prefix = f'{self.get_name()}:'
-        self._model = HealthModel(self._config, device_id=device_id(), version=__version__)
+        self._model = HealthModel(self._config, device_id=device_id(), version=__version__,
+                                  git_hash=software_revision())
         self._metrics = TelemetryMetrics(self._model)
         self._app = TelemetryApp(self._model, self._metrics)
         if not self._start_server():

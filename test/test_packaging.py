@@ -1,4 +1,4 @@
-"""A real, non-editable pip install of the package into a scratch prefix.
+"""A real, non-editable pip install of the package into a scratch venv.
 
 Checks what ``ros2 launch`` / ``ros2 run`` and pianist-bringup rely on: the ament
 resource marker, package.xml, launch and config files under share/, and one console
@@ -17,10 +17,14 @@ from support import REPO
 
 @pytest.mark.slow
 def test_pip_install_layout(tmp_path):
-    prefix = tmp_path / 'prefix'
+    # A scratch venv, never this one: pip --prefix would first uninstall the
+    # editable install the rest of the suite runs from.
+    prefix = tmp_path / 'venv'
+    subprocess.run([getattr(sys, '_base_executable', sys.executable), '-m', 'venv',
+                    str(prefix)], check=True, timeout=120)
     result = subprocess.run(
-        [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--prefix',
-         str(prefix), REPO], capture_output=True, text=True, timeout=300)
+        [str(prefix / 'bin' / 'python'), '-m', 'pip', 'install', '--quiet', '--no-deps',
+         REPO], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     share = prefix / 'share'
     assert (share / 'ament_index' / 'resource_index' / 'packages' / 'pianist_ros').is_file()

@@ -13,6 +13,8 @@ import random
 import threading
 import time
 
+import pytest
+
 from ota_support import fake_systemctl
 from ota_support import FleetServers
 from ota_support import git
@@ -23,8 +25,6 @@ from ota_support import public_hex
 from ota_support import Reply
 from ota_support import Repos
 from ota_support import restart_calls
-import pytest
-
 from pianist_ros.ota.config import make_config
 from pianist_ros.ota.errors import ExpiredError
 from pianist_ros.ota.errors import FetchError

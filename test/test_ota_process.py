@@ -7,14 +7,14 @@ import os
 import signal
 import subprocess
 
+import pytest
+import yaml
+
 from ota_support import fake_systemctl
 from ota_support import FleetServers
 from ota_support import git
 from ota_support import make_repos
 from ota_support import restart_calls
-import pytest
-import yaml
-
 from pianist_ros.ota.manifest import load_private_key
 from pianist_ros.ota.state import Phase
 from pianist_ros.ota.state import StateStore

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_srvs.srv import Trigger
+
 from ota_support import fake_systemctl
 from ota_support import FleetServers
 from ota_support import git
@@ -10,11 +15,6 @@ from ota_support import make_repos
 from ota_support import manifest_for
 from ota_support import public_hex
 from ota_support import restart_calls
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.node import Node
-from rclpy.parameter import Parameter
-from std_srvs.srv import Trigger
-
 from pianist_ros.ota.manifest import generate_private_key
 from pianist_ros.ota.node import OtaManagerNode
 from support import spin_until

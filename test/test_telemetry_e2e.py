@@ -11,16 +11,14 @@ import os
 import signal
 import time
 
-from camera_support import CameraHarness
-from camera_support import MjpegServer
 from lifecycle_msgs.msg import Transition
 import pytest
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from telemetry_support import http_get
-from telemetry_support import SpinThread
 import yaml
 
+from camera_support import CameraHarness
+from camera_support import MjpegServer
 from pianist_ros.detection.node import HandDetectorNode
 from pianist_ros.telemetry.node import TelemetryBridgeNode
 from support import free_port
@@ -29,6 +27,8 @@ from support import script
 from support import start_process
 from support import stop_process
 from support import wait_until
+from telemetry_support import http_get
+from telemetry_support import SpinThread
 
 STALE_AFTER = 2.0
 FAST = 1.0

@@ -4,7 +4,6 @@ import os
 import threading
 
 import pytest
-from telemetry_support import FakeClock
 
 from pianist_ros.telemetry.app import TelemetryApp
 from pianist_ros.telemetry.config import default_config
@@ -20,6 +19,7 @@ from pianist_ros.telemetry.server import parse_head
 from pianist_ros.telemetry.server import Request
 from pianist_ros.telemetry.server import Response
 from pianist_ros.telemetry.server import serialize
+from telemetry_support import FakeClock
 
 CAMERA = 'camera: camera'
 DETECTOR = 'hand_detector: detector'

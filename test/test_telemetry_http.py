@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-from telemetry_support import http_get
 
 from pianist_ros.telemetry.app import TelemetryApp
 from pianist_ros.telemetry.config import default_config
@@ -18,6 +17,7 @@ from pianist_ros.telemetry.server import ServerLimits
 from pianist_ros.telemetry.server import ServerStartError
 from pianist_ros.telemetry.server import start_http_server
 from support import wait_until
+from telemetry_support import http_get
 
 #: Generous bound for "not delayed" on this loaded 2-core machine; a blocked server
 #: would take the full client timeout (5 s) or the slow client's lifetime instead.

@@ -12,15 +12,15 @@ from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from telemetry_support import CameraStandIn
-from telemetry_support import DetectorStandIn
-from telemetry_support import http_get
-from telemetry_support import SpinThread
 
 from pianist_ros.common import diagnostics
 from pianist_ros.telemetry.node import RETRY_SEC
 from pianist_ros.telemetry.node import TelemetryBridgeNode
 from support import wait_until
+from telemetry_support import CameraStandIn
+from telemetry_support import DetectorStandIn
+from telemetry_support import http_get
+from telemetry_support import SpinThread
 
 STALE_AFTER = 2.0
 #: /health must keep answering fast even while the pipeline is hung.

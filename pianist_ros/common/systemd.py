@@ -48,7 +48,7 @@ def socket_address(value: str) -> str | bytes:
     :param value: an absolute path, or ``@name`` for the abstract namespace.
     :raises ValueError: for anything else (relative paths, ``vsock:``), which we
         cannot send to.
-    :return: the path, or ``b'\\0name'`` for an abstract socket.
+    :return: the path, or the name prefixed with a NUL byte for an abstract socket.
     """
     if value.startswith('@') and len(value) > 1:
         return b'\0' + value[1:].encode('utf-8')
@@ -147,7 +147,7 @@ class Notifier:
         return self._address is not None
 
     def notify(self, **fields: str | int) -> bool:
-        """Send one datagram with the given fields, e.g. ``notify(READY=1)``.
+        """Send one datagram with the given fields, e.g. READY=1.
 
         :raises ValueError: for an invalid or oversized message.
         :return: ``True`` if sent, ``False`` if disabled or the send failed (the

@@ -75,7 +75,7 @@ class TelemetryBridgeNode(Node):
 
     @property
     def model(self) -> HealthModel:
-        """Return the health model (tests and tools read snapshots from it)."""
+        """Return the health model that tests and tools read snapshots from."""
         return self._model
 
     @property

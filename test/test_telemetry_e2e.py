@@ -62,10 +62,10 @@ def mjpeg(data_dir, tmp_path):
 def test_real_camera_stream_killed_and_deactivated(ros_context, mjpeg):
     harness = CameraHarness(ros_context, {
         'source': mjpeg.url, 'stall_timeout': 1.0, 'open_timeout': 3.0,
-        'reconnect.initial_delay': 0.2, 'reconnect.max_delay': 1.0})
-    detector = HandDetectorNode(context=ros_context, parameter_overrides=[
+        'reconnect.initial_delay': 0.2, 'reconnect.max_delay': 1.0}, namespace='/e2e')
+    detector = HandDetectorNode(context=ros_context, namespace='/e2e', parameter_overrides=[
         Parameter('model_complexity', value=0)])
-    bridge = TelemetryBridgeNode(context=ros_context, parameter_overrides=[
+    bridge = TelemetryBridgeNode(context=ros_context, namespace='/e2e', parameter_overrides=[
         Parameter('host', value='127.0.0.1'), Parameter('port', value=0),
         Parameter('stale_after', value=STALE_AFTER)])
     executor = MultiThreadedExecutor(num_threads=3, context=ros_context)

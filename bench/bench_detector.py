@@ -5,8 +5,8 @@
    plain loop over the frames; frames per second.
 2. Nodes: ``CameraNode`` (file source, looping, paced faster than the baseline so
    the detector is never starved) -> DDS -> ``HandDetectorNode`` in one process,
-   once on a SingleThreadedExecutor and once on a MultiThreadedExecutor (what
-   ``pianist-bringup`` uses); frames the detector processed per second, and
+   once on a SingleThreadedExecutor (what pianist-bringup uses) and once on a
+   MultiThreadedExecutor (for comparison); frames the detector processed per second, and
    latency from the capture stamp to the landmarks publish (the node's own
    measurement) and to their receipt by a listener.
 
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--executors', nargs='+', choices=('single', 'multi'),
                         default=['single', 'multi'],
                         help='executors to measure the nodes on (default: both; '
-                             'pianist-bringup uses a MultiThreadedExecutor)')
+                             'pianist-bringup uses a SingleThreadedExecutor)')
     parser.add_argument('--source-factor', type=float, default=1.25,
                         help='source rate as a multiple of the baseline FPS (default 1.25)')
     args = parser.parse_args(argv)

@@ -3,7 +3,7 @@
 This is how the stack runs where ``ros2 launch`` is not installed (a plain venv, the
 ``make run`` target). It builds the nodes named in :data:`NODES` with the parameters
 of ``config/pianist.yaml``, configures and activates the camera lifecycle node,
-spins all of them on a MultiThreadedExecutor and logs one status line every few
+spins all of them on one SingleThreadedExecutor and logs one status line every few
 seconds. Ctrl-C and SIGTERM shut everything down cleanly (exit status 0).
 """
 

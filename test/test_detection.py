@@ -303,6 +303,55 @@ def test_stats_levels_follow_what_happens():
     assert stats.report(now=20.0, stale_after_sec=3.0).message.startswith('no frame for')
 
 
+def test_stats_report_error_while_frames_arrive_but_none_is_processed():
+    # The adversarial case: MediaPipe hangs (child SIGSTOPped), frames keep arriving.
+    stats = DetectorStats()
+    stats.on_detector_ready(0.0)
+    stats.on_received(1.0, replaced=False)
+    stats.on_processed(1.0, hands=1, latency_ms=None)
+    assert stats.report(now=1.1, stale_after_sec=3.0).level == 'OK'
+    for i in range(40):  # 10 fps from t=2 s on, none answered
+        stats.on_received(2.0 + i * 0.1, replaced=i > 0)
+    assert stats.report(now=4.9, stale_after_sec=3.0).level == 'OK'  # 2.9 s: not yet
+    report = stats.report(now=5.2, stale_after_sec=3.0)
+    assert report.level == 'ERROR', report.message
+    assert report.message == 'frames arriving but none processed for 3.2 s'
+    # Frames stop as well: the stale-input warning takes over.
+    assert stats.report(now=9.5, stale_after_sec=3.0).level == 'WARN'
+    # One answered frame (even a failed one) ends the hang; the next is fresh.
+    stats.on_failed('detector process did not answer within 10 s')
+    stats.on_received(10.0, replaced=False)
+    stats.on_processed(10.0, hands=1, latency_ms=None)
+    assert stats.report(now=10.1, stale_after_sec=3.0).level == 'WARN'  # the failure
+    stats.on_received(13.5, replaced=False)
+    assert stats.report(now=13.6, stale_after_sec=3.0).level == 'OK'
+
+
+def test_stats_a_slow_start_or_a_long_pause_is_not_a_hang():
+    stats = DetectorStats()
+    # Frames wait while MediaPipe starts (the node warns 'not running' meanwhile).
+    for i in range(50):
+        stats.on_received(i * 0.1, replaced=i > 0)
+    assert stats.report(now=5.0, stale_after_sec=3.0).level == 'OK'
+    stats.on_detector_ready(5.0)
+    stats.on_received(5.1, replaced=True)
+    assert stats.report(now=5.5, stale_after_sec=3.0).level == 'OK'
+    assert stats.report(now=8.2, stale_after_sec=3.0).level == 'WARN'  # no frame 3.1 s
+    stats.on_received(8.2, replaced=True)
+    assert stats.report(now=8.3, stale_after_sec=3.0).level == 'ERROR'  # ready 3.3 s
+    stats.on_processed(8.4, hands=0, latency_ms=None)
+    # A rejected frame long ago does not make the next frame look hung.
+    stats.on_received(9.0, replaced=False)
+    stats.on_rejected('bad step')
+    stats.on_received(100.0, replaced=False)
+    assert stats.report(now=100.1, stale_after_sec=3.0).level == 'WARN'  # the rejection
+    assert stats.report(now=100.2, stale_after_sec=3.0).level == 'OK'
+    # MediaPipe down (crashed, restarting): not a hang either.
+    stats.on_detector_down()
+    stats.on_received(104.0, replaced=True)
+    assert stats.report(now=104.1, stale_after_sec=3.0).level != 'ERROR'
+
+
 # ---- MediaPipe in a child process ---------------------------------------------------
 
 def test_process_detector_matches_in_process_and_reports_a_crash(data_dir):

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 import cv2
 from cv_bridge import CvBridge
@@ -275,4 +276,32 @@ def test_only_the_newest_frame_is_processed(ros_context, data_dir):
         assert len(ids) == int(rig.last_values()['frames_processed']) < burst, ids
         assert int(rig.last_values()['frames_skipped']) > 0
     finally:
+        rig.close()
+
+
+def test_a_hung_mediapipe_process_is_reported_as_error(ros_context, data_dir):
+    overrides = [Parameter('stale_after_sec', value=1.0),
+                 Parameter('diagnostic_updater.period', value=0.2)]
+    rig = Rig(ros_context, overrides)
+    pid = None
+    try:
+        bgr = cv2.imread(os.path.join(data_dir, 'thumb_up.jpg'))
+        assert rig.detect(bgr, 'before-stop')[0] == 1
+        pid = rig.detector.detector_pid
+        os.kill(pid, signal.SIGSTOP)
+        clock = rig.client.get_clock()
+        deadline = time.monotonic() + 8.0  # the node gives up on the child after 10 s
+
+        def hung():
+            rig.pub.publish(_image(bgr, 'bgr8', 'while-stopped', clock))
+            status = rig.statuses[-1] if rig.statuses else None
+            return status is not None and status.level == b'\x02' and \
+                'none processed' in status.message
+        while not hung() and time.monotonic() < deadline:
+            rig.spin_until(lambda: False, 0.2)
+        assert hung(), (rig.statuses[-1].message, rig.last_values())
+        assert rig.detector.detector_pid == pid  # reported before any restart
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
         rig.close()

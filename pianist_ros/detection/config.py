@@ -37,7 +37,8 @@ SCHEMA: tuple[Param, ...] = (
           "if it dies) or 'thread' (in the node's worker thread; slower when composed)",
           choices=('process', 'thread'), applies=_NEXT_FRAME),
     Param('stale_after_sec', 3.0,
-          'diagnostics warn when no frame arrived for this long (seconds)',
+          'diagnostics warn when no frame arrived for this long, and report ERROR when '
+          'frames keep arriving but none was processed for this long (seconds)',
           min_value=0.1, max_value=3600.0, applies='immediately'),
 )
 

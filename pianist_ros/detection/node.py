@@ -204,6 +204,7 @@ class HandDetectorNode(Node):
                                     throttle_duration_sec=_LOG_THROTTLE_SEC)
             return
         self._detector = detector
+        self._stats.on_detector_ready(time.monotonic())
         pid = f', pid {detector.pid}' if isinstance(detector, ProcessHandDetector) else ''
         self.get_logger().info(
             f'MediaPipe Hands ready ({config.backend}{pid}; max_num_hands='
@@ -213,6 +214,7 @@ class HandDetectorNode(Node):
 
     def _on_crash(self, exc: DetectorCrashedError) -> None:
         detector, self._detector = self._detector, None
+        self._stats.on_detector_down()
         if detector is not None:
             detector.close()
         self._stats.on_failed(str(exc))

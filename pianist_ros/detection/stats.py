@@ -47,6 +47,12 @@ class DetectorStats:
         self.hands = 0
         self.last_error = ''
         self._last_frame_time: float | None = None
+        # Arrival of the oldest frame received since the last one was answered
+        # (processed, rejected or failed): the hang check measures from it.
+        self._unanswered_since: float | None = None
+        # When MediaPipe last became ready; None while it is starting or down, so that
+        # a slow start shows as 'not running' rather than as a hang.
+        self._ready_since: float | None = None
         self._reported = (0, 0, 0)
 
     def on_received(self, now: float, replaced: bool) -> None:
@@ -54,6 +60,8 @@ class DetectorStats:
         with self._lock:
             self.received += 1
             self._last_frame_time = now
+            if self._unanswered_since is None:
+                self._unanswered_since = now
             if replaced:
                 self.skipped += 1
 
@@ -61,6 +69,7 @@ class DetectorStats:
         """Record a frame whose results were published."""
         with self._lock:
             self.processed += 1
+            self._unanswered_since = None
             self.hands = hands
             self._rate.tick(now)
             if latency_ms is not None:
@@ -70,13 +79,25 @@ class DetectorStats:
         """Record a frame refused for its encoding, geometry or size."""
         with self._lock:
             self.rejected += 1
+            self._unanswered_since = None
             self.last_error = error
 
     def on_failed(self, error: str) -> None:
         """Record a frame on which MediaPipe (or publishing) failed."""
         with self._lock:
             self.failed += 1
+            self._unanswered_since = None
             self.last_error = error
+
+    def on_detector_ready(self, now: float) -> None:
+        """Record that MediaPipe became ready at monotonic ``now``; the hang check starts."""
+        with self._lock:
+            self._ready_since = now
+
+    def on_detector_down(self) -> None:
+        """Record that MediaPipe stopped (crashed or killed); the hang check pauses."""
+        with self._lock:
+            self._ready_since = None
 
     def on_restart(self) -> None:
         """Record a (re)start of the detector after a crash or failed start."""
@@ -101,9 +122,12 @@ class DetectorStats:
     def report(self, now: float, stale_after_sec: float) -> Report:
         """Return the verdict for one diagnostics period and start the next period.
 
-        ERROR when frames arrived but none was processed (all rejected or failed);
-        WARN while waiting for the first frame, when frames stopped for longer than
-        ``stale_after_sec``, or when some frames were rejected or failed; else OK.
+        ERROR when frames arrived but none was processed (all rejected or failed), or
+        when MediaPipe is ready and frames keep arriving (the last within
+        ``stale_after_sec``) but none was answered for longer than ``stale_after_sec``
+        (MediaPipe hung); WARN while waiting for the first frame, when frames stopped
+        for longer than ``stale_after_sec``, or when some frames were rejected or
+        failed; else OK.
         """
         with self._lock:
             age = -1.0 if self._last_frame_time is None else now - self._last_frame_time
@@ -130,6 +154,12 @@ class DetectorStats:
             if d_processed == 0 and (d_rejected or d_failed):
                 what = 'rejected' if d_rejected >= d_failed else 'failed in MediaPipe'
                 return Report(ERROR, f'every frame {what}: {self.last_error}', values)
+            waiting = 0.0
+            if self._unanswered_since is not None and self._ready_since is not None:
+                waiting = now - max(self._unanswered_since, self._ready_since)
+            if waiting > stale_after_sec and age <= stale_after_sec:
+                return Report(ERROR, f'frames arriving but none processed for {waiting:.1f} s',
+                              values)
             if age > stale_after_sec:
                 return Report(WARN, f'no frame for {age:.1f} s', values)
             if d_rejected or d_failed:

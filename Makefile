@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pianist-installed
 SOURCE ?=
+# Passed through the environment, so any quoting inside SOURCE survives.
+export SOURCE
 ARGS ?=
 PYTEST_ARGS ?=
 
@@ -37,7 +39,7 @@ $(STAMP): requirements/base.txt requirements/ros-pypi.txt requirements/test.txt 
 
 run: $(STAMP)
 	@echo "pianist_ros: ROS_DOMAIN_ID=$(ROS_DOMAIN_ID), health at http://127.0.0.1:5000/health"
-	$(VENV)/bin/pianist-bringup $(if $(SOURCE),--source '$(SOURCE)') $(ARGS)
+	$(VENV)/bin/pianist-bringup $${SOURCE:+--source "$$SOURCE"} $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -25,16 +25,20 @@ class NodeSpec:
     module: str
     cls: str
     default_on: bool
+    flag: str = ''
     lifecycle: bool = False
 
 
 #: Node name -> where its class lives. Node names are the keys of config/pianist.yaml.
 NODES: dict[str, NodeSpec] = {
     'camera': NodeSpec('pianist_ros.camera.node', 'CameraNode', True, lifecycle=True),
-    'hand_detector': NodeSpec('pianist_ros.detection.node', 'HandDetectorNode', True),
-    'telemetry_bridge': NodeSpec('pianist_ros.telemetry.node', 'TelemetryBridgeNode', True),
-    'image_recorder': NodeSpec('pianist_ros.recorder.node', 'ImageRecorderNode', False),
-    'ota_manager': NodeSpec('pianist_ros.ota.node', 'OtaManagerNode', False),
+    'hand_detector': NodeSpec('pianist_ros.detection.node', 'HandDetectorNode', True,
+                              'detector'),
+    'telemetry_bridge': NodeSpec('pianist_ros.telemetry.node', 'TelemetryBridgeNode', True,
+                                 'telemetry'),
+    'image_recorder': NodeSpec('pianist_ros.recorder.node', 'ImageRecorderNode', False,
+                               'recorder'),
+    'ota_manager': NodeSpec('pianist_ros.ota.node', 'OtaManagerNode', False, 'ota'),
 }
 
 
@@ -58,10 +62,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument('--duration', type=float, default=0.0,
                         help='exit cleanly after this many seconds (0: run until stopped)')
     for name, spec in NODES.items():
-        if name == 'camera':
+        if not spec.flag:
             continue
-        flag = name.split('_')[0] if name != 'image_recorder' else 'recorder'
-        parser.add_argument(f'--{flag}', dest=f'with_{name}',
+        parser.add_argument(f'--{spec.flag}', dest=f'with_{name}',
                             action=argparse.BooleanOptionalAction, default=spec.default_on,
                             help=f'start {name} (default: {"on" if spec.default_on else "off"})')
     if argv is None:
@@ -74,7 +77,25 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 
 def _enabled(args: argparse.Namespace) -> list[str]:
-    return [n for n in NODES if n == 'camera' or getattr(args, f'with_{n}')]
+    return [n for n, spec in NODES.items() if not spec.flag or getattr(args, f'with_{n}')]
+
+
+def _overrides(name: str, args: argparse.Namespace) -> list:
+    """Return the parameter overrides bringup's own options imply for node ``name``."""
+    from rclpy.parameter import Parameter
+
+    overrides = []
+    if name == 'camera':
+        if args.source:
+            overrides.append(Parameter('source', Parameter.Type.STRING, args.source))
+        if args.loop is not None:
+            overrides.append(Parameter('loop', Parameter.Type.BOOL, args.loop))
+    if name == 'telemetry_bridge' and not args.with_hand_detector:
+        # Without a detector, health is the camera's alone: no frames are processed.
+        overrides.append(Parameter('required_components', Parameter.Type.STRING_ARRAY,
+                                   ['camera: camera']))
+        overrides.append(Parameter('require_frames', Parameter.Type.BOOL, False))
+    return overrides
 
 
 def _load_class(spec: NodeSpec):
@@ -91,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import rclpy
+    from rclpy.exceptions import ParameterException
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
 
     from pianist_ros.common import ros_main
     from pianist_ros.monitor import StackMonitorNode
@@ -100,20 +121,24 @@ def main(argv: list[str] | None = None) -> int:
     rcl_args = ['--ros-args', '--params-file', config, '--log-level', args.log_level]
     if ros_args:
         rcl_args += ros_args[1:]
-    ros_main.init(rcl_args)
     nodes = []
-    try:
-        with ros_main.StopOnSignal() as stop:
+    with ros_main.StopOnSignal() as stop:
+        try:
+            ros_main.init(rcl_args)
+        except Exception as exc:  # noqa: BLE001 - rcl reports a bad params file this way
+            print(f'pianist-bringup: cannot start ROS with {config}: {exc}', file=sys.stderr)
+            return 2
+        try:
             for name in _enabled(args):
-                overrides = []
-                if name == 'camera':
-                    if args.source:
-                        overrides.append(Parameter('source', Parameter.Type.STRING,
-                                                   args.source))
-                    if args.loop is not None:
-                        overrides.append(Parameter('loop', Parameter.Type.BOOL, args.loop))
-                node_cls = _load_class(NODES[name])
-                nodes.append(node_cls(namespace=args.namespace, parameter_overrides=overrides))
+                try:
+                    node_cls = _load_class(NODES[name])
+                    nodes.append(node_cls(namespace=args.namespace,
+                                          parameter_overrides=_overrides(name, args)))
+                except (ParameterException, ValueError, TypeError) as exc:
+                    # A bad value in the config must not take /health down with it:
+                    # the other nodes run, and the missing one shows up as an error.
+                    rclpy.logging.get_logger('pianist_bringup').error(
+                        f'{name} not started: invalid parameter in {config}: {exc}')
             nodes.append(StackMonitorNode(namespace=args.namespace, period=args.status_period,
                                           require_detector=args.with_hand_detector))
             # One thread spins every node: each node does its blocking work (capture,
@@ -127,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             ros_main.spin_until_stopped(executor, stop, args.duration)
             for node in nodes:
                 executor.remove_node(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        ros_main.destroy_all(nodes)
-        rclpy.try_shutdown()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            ros_main.destroy_all(nodes)
+            rclpy.try_shutdown()
     return 0
 
 

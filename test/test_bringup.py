@@ -5,6 +5,7 @@ The test process listens on the same (run-unique, loopback-only) DDS domain.
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -23,16 +24,18 @@ from support import stop_process
 
 def test_parse_args_defaults_and_switches():
     args, ros_args = parse_args(['--source', 'x.mp4', '--no-telemetry', '--recorder',
-                                 '--ros-args', '-r', '__ns:=/a'])
+                                 '--no-detector', '--ros-args', '-r', '__ns:=/a'])
     assert args.source == 'x.mp4'
     assert args.with_telemetry_bridge is False
     assert args.with_image_recorder is True
-    assert args.with_hand_detector is True
+    assert args.with_hand_detector is False
     assert args.with_ota_manager is False
+    assert parse_args([])[0].with_hand_detector is True
     assert ros_args == ['--ros-args', '-r', '__ns:=/a']
 
 
-@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+                         ids=['SIGTERM', 'SIGINT', 'SIGHUP'])
 def test_clip_through_bringup_yields_hands_and_stops_cleanly(ros_context, data_dir, tmp_path,
                                                              sig):
     clip = os.path.join(data_dir, 'hands_clip.mp4')
@@ -62,7 +65,50 @@ def test_clip_through_bringup_yields_hands_and_stops_cleanly(ros_context, data_d
     finally:
         executor.shutdown()
         node.destroy_node()
+        if sig == signal.SIGHUP:
+            # To the main process only: a whole-group SIGHUP also reaches
+            # multiprocessing's resource tracker, which ignores only INT and TERM.
+            proc.send_signal(sig)
+            try:
+                proc.wait(20.0)
+            except subprocess.TimeoutExpired:
+                pass
         code = stop_process(proc, sig, timeout=20.0)
     output = log.read_text()
     assert code == 0, f'exit status {code}\n{output}'
     assert 'Traceback' not in output, output
+
+
+def test_invalid_config_value_starts_the_rest_and_says_why(tmp_path):
+    config = tmp_path / 'bad.yaml'
+    # fps: 30 is an integer where a double is declared; 20 hands is out of range.
+    config.write_text('camera:\n  ros__parameters:\n    fps: 30\n'
+                      'hand_detector:\n  ros__parameters:\n    max_num_hands: 20\n')
+    log = tmp_path / 'bringup.log'
+    proc = start_process([script('pianist-bringup'), '--config', str(config), '--no-telemetry',
+                          '--duration', '4', '--status-period', '1'], str(log))
+    try:
+        code = proc.wait(60)
+    finally:
+        stop_process(proc)
+    output = log.read_text()
+    assert code == 0, output
+    assert 'camera not started: invalid parameter in' in output and "'fps'" in output
+    assert 'hand_detector not started' in output and 'max_num_hands' in output
+    assert '[stack_monitor]' in output, 'the rest of the stack did not run'
+    assert 'Traceback' not in output, output
+
+
+def test_unparsable_config_file_exits_2_with_the_reason(tmp_path):
+    config = tmp_path / 'broken.yaml'
+    config.write_text('camera: [\n')
+    log = tmp_path / 'bringup.log'
+    proc = start_process([script('pianist-bringup'), '--config', str(config)], str(log))
+    try:
+        code = proc.wait(60)
+    finally:
+        stop_process(proc)
+    output = log.read_text()
+    assert code == 2, output
+    assert f'cannot start ROS with {config}' in output
+    assert 'Traceback' not in output

@@ -24,9 +24,9 @@ from rclpy.signals import SignalHandlerOptions
 
 
 class StopOnSignal:
-    """Context manager: SIGINT / SIGTERM set :attr:`event` instead of killing the spin."""
+    """Context manager: SIGINT, SIGTERM, SIGHUP set :attr:`event` instead of killing the spin."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.event = threading.Event()

@@ -395,3 +395,154 @@ def test_worker_never_passes_on_bad_frames_and_reconnects_after_too_many():
     assert status.frames_failed == 6 and status.frames_ok == 3
     assert any('3 failed reads in a row' in e for e in status.recent_errors)
     assert any('size changed' in e for e in status.recent_errors)
+
+
+# ---- outage logging, damaged files, quiet FFmpeg ---------------------------------------
+
+
+def _status(state, failed=0, error='', backoff=0.0, damaged=False):
+    from pianist_ros.camera.reconnect import CameraStatus
+    return CameraStatus(state=state, frames_ok=0, frames_failed=0, reconnects=0,
+                        failed_attempts=failed, backoff_sec=backoff, next_attempt_in=backoff,
+                        last_error=error, last_error_time=None, consecutive_failures=0,
+                        damaged=damaged)
+
+
+def test_outage_log_reports_every_30_s_and_the_recovery():
+    from pianist_ros.camera.outage import OutageLog
+    clock = FakeClock()
+    log = OutageLog('file:clip.mp4', throttle_sec=30.0, clock=clock)
+    assert log.observe(_status(CameraState.CONNECTING)) == []
+    assert log.observe(_status(CameraState.STREAMING)) == [(20, 'streaming from file:clip.mp4')]
+    lines = log.observe(_status(CameraState.RECONNECTING, 0, 'video file not found: x', 0.2))
+    assert lines == [(30, 'video file not found: x; retry 1 in 0.2 s')]
+    lines = []
+    for attempt in range(1, 42):  # 61.5 s of failures, one every 1.5 s
+        clock.advance(1.5)
+        lines += log.observe(_status(CameraState.RECONNECTING, attempt, 'gone', 1.5))
+    assert len(lines) == 2, lines
+    assert all(level == 30 for level, _ in lines)
+    assert 'after 20 failed attempts over 30 s; last error: gone; next attempt in 1.5 s' \
+        in lines[0][1]
+    assert 'after 40 failed attempts over 60 s' in lines[1][1]
+    clock.advance(1.0)
+    assert log.observe(_status(CameraState.STREAMING)) == [
+        (20, 'streaming again from file:clip.mp4 after 42 attempts, 62.5 s without frames')]
+
+
+def test_outage_log_first_connect_after_failures_and_damaged_end():
+    from pianist_ros.camera.outage import OutageLog
+    clock = FakeClock()
+    log = OutageLog('network:rtsp://h/x', clock=clock)
+    log.observe(_status(CameraState.CONNECTING))
+    assert log.observe(_status(CameraState.RECONNECTING, 1, 'refused', 0.5)) == [
+        (30, 'refused; retry 2 in 0.5 s')]
+    clock.advance(2.0)
+    assert log.observe(_status(CameraState.RECONNECTING, 2, 'refused', 1.0)) == []
+    assert log.observe(_status(CameraState.STREAMING)) == [
+        (20, 'streaming from network:rtsp://h/x after 3 attempts, 2.0 s without frames')]
+    level, text = log.observe(_status(CameraState.ENDED, error='damaged', damaged=True))[0]
+    assert level == 40 and 'ended early: damaged' in text
+
+
+def test_worker_reports_every_failed_open_attempt():
+    statuses = []
+    policy = BackoffPolicy(initial_delay=0.01, max_delay=0.02, jitter='none')
+    machine = ReconnectMachine(policy)
+    worker = CaptureWorker(lambda: make_source('/nonexistent/clip.mp4', SourceOptions()),
+                           CaptureConfig(), machine, on_frame=lambda f, s: None,
+                           on_status=statuses.append)
+    worker.start()
+    try:
+        assert wait_until(lambda: any(s.failed_attempts >= 4 for s in statuses), 10.0)
+    finally:
+        worker.stop()
+    attempts = [s.failed_attempts for s in statuses if s.state == CameraState.RECONNECTING]
+    assert attempts[:4] == [1, 2, 3, 4]
+
+
+def _truncated_clip(data_dir, tmp_path) -> str:
+    clip = str(tmp_path / 'truncated.mp4')
+    with open(os.path.join(data_dir, 'hands_clip.mp4'), 'rb') as src:
+        data = src.read(150000)
+    with open(clip, 'wb') as dst:
+        dst.write(data)
+    return clip
+
+
+def test_truncated_file_is_reported_as_damaged_not_as_an_end(data_dir, tmp_path):
+    from pianist_ros.camera.errors import SourceDamaged
+    clip = _truncated_clip(data_dir, tmp_path)
+    options = SourceOptions(fps=1000.0, use_file_fps=False)
+    for loop, error in ((False, SourceDamaged), (True, SourceReadError)):
+        source = make_source(clip, SourceOptions(**{**options.__dict__, 'loop': loop}))
+        source.open()
+        try:
+            with pytest.raises(error, match=r'damaged or truncated at frame \d+ of 150'):
+                for _ in range(200):
+                    source.read()
+        finally:
+            source.close()
+    # The complete file still ends cleanly.
+    full = make_source(os.path.join(data_dir, 'hands_clip.mp4'), options)
+    full.open()
+    try:
+        with pytest.raises(SourceEnded) as info:
+            for _ in range(1000):
+                full.read()
+        assert not isinstance(info.value, SourceDamaged)
+    finally:
+        full.close()
+
+
+def test_silent_server_is_reported_as_a_timeout():
+    import socket
+    from pianist_ros.camera.sources import open_failure_message
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(4)  # the kernel accepts the connection; nobody ever answers
+    port = listener.getsockname()[1]
+    try:
+        source = make_source(f'http://127.0.0.1:{port}/video', SourceOptions(open_timeout=1.0))
+        with pytest.raises(SourceOpenError, match=r'no answer within 1 s \(timeout\)'):
+            source.open()
+    finally:
+        listener.close()
+    refused = open_failure_message(f'rtsp://u:pw@127.0.0.1:{free_port()}/x', 0.01, 10.0)
+    assert 'server unreachable' in refused and 'pw' not in refused
+
+
+_CAPTURE_SCRIPT = '''
+import sys
+{imports}
+for url in ('rtsp://127.0.0.1:1/x', sys.argv[1]):
+    cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG)
+    while cap.isOpened() and cap.read()[0]:
+        pass
+    cap.release()
+'''
+
+
+def test_ffmpeg_and_opencv_stay_quiet_on_stderr(data_dir, tmp_path):
+    import subprocess
+    import sys
+    moovless = str(tmp_path / 'moovless.mp4')
+    with open(os.path.join(data_dir, 'hands_clip.mp4'), 'rb') as src:
+        data = src.read()
+    with open(moovless, 'wb') as dst:
+        dst.write(data[:len(data) // 2] if data[-200000:].find(b'moov') < 0 else data[:4000])
+    env = {k: v for k, v in os.environ.items() if k != 'OPENCV_FFMPEG_LOGLEVEL'}
+
+    def stderr_of(imports: str) -> str:
+        code = _CAPTURE_SCRIPT.format(imports=imports)
+        for clip in (moovless, _truncated_clip(data_dir, tmp_path)):
+            result = subprocess.run([sys.executable, '-c', code, clip], env=env,
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            yield result.stderr
+
+    loud = ''.join(stderr_of('import cv2'))
+    # The control proves the check can fail: plain OpenCV prints FFmpeg's chatter.
+    assert '[tcp @' in loud and 'VIDEOIO(FFMPEG)' in loud
+    quiet = ''.join(stderr_of('import pianist_ros.camera.sources\nimport cv2'))
+    assert quiet == ''

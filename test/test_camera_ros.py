@@ -120,11 +120,18 @@ def test_invalid_parameters_are_refused_and_configure_fails_cleanly(ros_context)
         assert not harness.transition(Transition.TRANSITION_CONFIGURE)
         assert harness.lifecycle_state() == 'unconfigured'
 
-        camera.set_parameters([Parameter('source', value='synthetic'),
-                               Parameter('reconnect.initial_delay', value=20.0),
-                               Parameter('reconnect.max_delay', value=2.0)])
-        assert not harness.transition(Transition.TRANSITION_CONFIGURE)
-        camera.set_parameters([Parameter('reconnect.initial_delay', value=0.5)])
+        # The cross-parameter rule is checked at set time against the current values.
+        result = camera.set_parameters([Parameter('reconnect.initial_delay', value=50.0)])
+        assert not result[0].successful
+        assert 'reconnect.initial_delay (50 s) must not exceed reconnect.max_delay (10 s)' \
+            in result[0].reason
+        result = camera.set_parameters_atomically([
+            Parameter('reconnect.initial_delay', value=20.0),
+            Parameter('reconnect.max_delay', value=30.0)])
+        assert result.successful
+        result = camera.set_parameters([Parameter('reconnect.max_delay', value=2.0)])
+        assert not result[0].successful and 'must not exceed' in result[0].reason
+        camera.set_parameters([Parameter('source', value='synthetic')])
         assert harness.transition(Transition.TRANSITION_CONFIGURE)
         assert harness.lifecycle_state() == 'inactive'
     finally:

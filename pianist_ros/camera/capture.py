@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from pianist_ros.camera.errors import SourceConfigError
+from pianist_ros.camera.errors import SourceDamaged
 from pianist_ros.camera.errors import SourceEnded
 from pianist_ros.camera.errors import SourceOpenError
 from pianist_ros.camera.errors import SourceReadError
@@ -214,7 +215,7 @@ class CaptureSession:
             try:
                 frame = source.read()
             except SourceEnded as exc:
-                self._post((_END, str(exc)))
+                self._post((_END, str(exc), isinstance(exc, SourceDamaged)))
                 return
             except SourceReadError as exc:
                 self._post((_LOST, str(exc)))
@@ -238,7 +239,8 @@ class CaptureWorker:
         while running; read it through :meth:`status`).
     :param on_frame: called with ``(frame, stamp_ns)`` for every good frame, on the
         supervisor thread.
-    :param on_status: called with a snapshot whenever the state changes.
+    :param on_status: called with a snapshot whenever the state changes and after
+        every failed open attempt.
     :param stamp: capture time source in nanoseconds (the node's clock).
     """
 
@@ -256,7 +258,7 @@ class CaptureWorker:
         self._session: CaptureSession | None = None
         self._abandoned: list[CaptureSession] = []
         self._expected_shape: tuple[int, ...] | None = None
-        self._last_emitted: CameraState | None = None
+        self._last_emitted: tuple[CameraState, int] | None = None
         self._thread = threading.Thread(target=self._run, name='camera-capture', daemon=True)
         self.callback_errors = 0
 
@@ -407,7 +409,7 @@ class CaptureWorker:
             self._update(self._machine.on_lost, item[1])
         elif kind == _END:
             self._drop_session()
-            self._update(self._machine.on_end, item[1])
+            self._update(self._machine.on_end, item[1], item[2])
 
     def _failure(self, problem: str) -> None:
         state = self._update(self._machine.on_bad_frame, problem)
@@ -440,9 +442,11 @@ class CaptureWorker:
 
     def _emit(self) -> None:
         status = self.status()
-        if status.state == self._last_emitted:
+        # Every failed attempt is reported too, so the owner can log a long outage.
+        key = (status.state, status.failed_attempts)
+        if key == self._last_emitted:
             return
-        self._last_emitted = status.state
+        self._last_emitted = key
         try:
             self._on_status(status)
         except Exception as exc:  # noqa: BLE001 - reporting must not kill capture

@@ -19,3 +19,7 @@ class SourceReadError(CameraError):
 
 class SourceEnded(CameraError):
     """A finite source (a video file without ``loop``) has no more frames."""
+
+
+class SourceDamaged(SourceEnded):
+    """A video file ended early: it is damaged or truncated (frames are missing)."""

@@ -14,8 +14,12 @@ on a device; ``camera/state`` (latched) and diagnostics report what happens.
 from __future__ import annotations
 
 import datetime
+import logging
+import os
 import threading
 import time
+
+from rcl_interfaces.msg import SetParametersResult
 
 from rclpy.lifecycle import LifecycleNode
 from rclpy.lifecycle import LifecycleState
@@ -29,11 +33,13 @@ from pianist_ros.camera.config import CameraConfig
 from pianist_ros.camera.config import NODE_NAME
 from pianist_ros.camera.config import SCHEMA
 from pianist_ros.camera.errors import CameraError
+from pianist_ros.camera.outage import OutageLog
 from pianist_ros.camera.reconnect import CameraState
 from pianist_ros.camera.reconnect import CameraStatus
 from pianist_ros.camera.reconnect import ERROR_AFTER_ATTEMPTS
 from pianist_ros.camera.reconnect import ReconnectMachine
 from pianist_ros.camera.sources import check_source_config
+from pianist_ros.camera.sources import FILE
 from pianist_ros.camera.sources import make_source
 from pianist_ros.camera.sources import parse_source
 from pianist_ros.camera.sources import SourceSpec
@@ -66,8 +72,12 @@ class CameraNode(LifecycleNode):
         self._lifecycle = CameraState.UNCONFIGURED
         self._config_error = ''
         self._retired: CaptureWorker | None = None
+        self._outage: OutageLog | None = None
+        self._published_state: CameraState | None = None
         super().__init__(NODE_NAME, **kwargs)
         params.declare(self, SCHEMA)
+        # After declare: the cross-parameter rule needs the current values to exist.
+        self.add_on_set_parameters_callback(self._check_combination)
         # State and health are reported in every lifecycle state, so these two live
         # for the whole node; the device and image publishers follow the lifecycle.
         self._state_pub = self.create_publisher(String, topics.CAMERA_STATE,
@@ -100,6 +110,10 @@ class CameraNode(LifecycleNode):
             self._publish_state(CameraState.INACTIVE)
             self.get_logger().info(f'configured: source {spec.describe()}, {config.fps:g} fps, '
                                    f'frame_id {config.frame_id!r}')
+            if spec.kind == FILE and not os.path.isabs(spec.target):
+                self.get_logger().info(f'relative video file {spec.target!r} resolves to '
+                                       f'{os.path.abspath(spec.target)} (working directory '
+                                       f'{os.getcwd()})')
             return TransitionCallbackReturn.SUCCESS
         except Exception as exc:  # noqa: BLE001 - a transition reports, never raises
             self.get_logger().error(f'configure failed unexpectedly: {exc!r}')
@@ -115,6 +129,7 @@ class CameraNode(LifecycleNode):
             config, spec = self._config, self._spec
             options = config.source_options()
             self._rate = RateMeter(window_sec=5.0)
+            self._outage = OutageLog(spec.describe())
             self._worker = CaptureWorker(
                 lambda: make_source(spec, options), config.capture_config(), self._machine,
                 on_frame=self._on_frame, on_status=self._on_status,
@@ -232,23 +247,44 @@ class CameraNode(LifecycleNode):
         state = status.state
         if state == CameraState.INACTIVE or not self.context.ok():
             return  # deactivate publishes INACTIVE itself, after the release
-        self._publish_state(state)
+        if state != self._published_state:
+            self._publish_state(state)
+        outage = self._outage
+        if outage is None:
+            return
         log = self.get_logger()
-        if state == CameraState.STREAMING:
-            log.info(f'streaming from {self._describe_source()}')
-        elif state == CameraState.RECONNECTING:
-            log.warning(f'{status.last_error}; retry {status.failed_attempts + 1} in '
-                        f'{status.backoff_sec:.1f} s', throttle_duration_sec=1.0)
-        elif state == CameraState.STALLED:
-            log.warning(f'{status.last_error}; releasing the source and reconnecting')
-        elif state == CameraState.ENDED:
-            log.info(f'{status.last_error}; deactivate/activate to play it again')
-        elif state == CameraState.FAILED:
-            log.error(f'giving up: {status.last_error}; fix the source and re-activate')
+        for level, text in outage.observe(status):
+            if level >= logging.ERROR:
+                log.error(text)
+            elif level >= logging.WARNING:
+                log.warning(text)
+            else:
+                log.info(text)
+
+    def _check_combination(self, parameters) -> SetParametersResult:
+        """Refuse a reconnect delay pair that the next configure would reject."""
+        try:
+            new = {p.name: p.value for p in parameters}
+
+            def value(name: str):
+                return new[name] if name in new else self.get_parameter(name).value
+
+            initial = value('reconnect.initial_delay')
+            maximum = value('reconnect.max_delay')
+            if (isinstance(initial, (int, float)) and isinstance(maximum, (int, float))
+                    and initial > maximum):
+                return SetParametersResult(
+                    successful=False,
+                    reason=f'reconnect.initial_delay ({initial:g} s) must not exceed '
+                           f'reconnect.max_delay ({maximum:g} s)')
+        except Exception as exc:  # noqa: BLE001 - a validator must never raise
+            return SetParametersResult(successful=False, reason=f'validation failed: {exc!r}')
+        return SetParametersResult(successful=True)
 
     # ---- reporting ------------------------------------------------------------------
 
     def _publish_state(self, state: CameraState) -> None:
+        self._published_state = state
         if state in (CameraState.UNCONFIGURED, CameraState.INACTIVE, CameraState.FINALIZED):
             self._lifecycle = state
         pub = self._state_pub
@@ -285,6 +321,8 @@ class CameraNode(LifecycleNode):
             stat.summary(diagnostics.OK, f'streaming at {fps:.1f} fps')
         elif state == CameraState.FAILED:
             stat.summary(diagnostics.ERROR, f'gave up: {status.last_error}')
+        elif state == CameraState.ENDED and status is not None and status.damaged:
+            stat.summary(diagnostics.ERROR, f'ended early: {status.last_error}')
         elif (state == CameraState.RECONNECTING and status is not None
               and status.failed_attempts >= ERROR_AFTER_ATTEMPTS):
             stat.summary(diagnostics.ERROR, f'{status.failed_attempts} reconnect attempts '

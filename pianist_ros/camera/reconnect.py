@@ -148,6 +148,8 @@ class CameraStatus:
     last_error_time: float | None
     consecutive_failures: int
     recent_errors: tuple[str, ...] = ()
+    #: ENDED because the file is damaged or truncated, not at its real end.
+    damaged: bool = False
 
 
 class ReconnectMachine:
@@ -185,6 +187,7 @@ class ReconnectMachine:
         self._streaming_since: float | None = None
         self._ever_streamed = False
         self._failed_attempts = 0
+        self._damaged = False
 
     # ---- events ---------------------------------------------------------------------
 
@@ -196,6 +199,7 @@ class ReconnectMachine:
         self._failed_attempts = 0
         self.backoff.reset()
         self._ever_streamed = False
+        self._damaged = False
         return self.state
 
     def stop(self) -> CameraState:
@@ -266,9 +270,10 @@ class ReconnectMachine:
         """Reconnect once the stalled source was released or abandoned."""
         return self._schedule()
 
-    def on_end(self, message: str) -> CameraState:
-        """Record the clean end of a finite source."""
+    def on_end(self, message: str, damaged: bool = False) -> CameraState:
+        """Record the end of a finite source (``damaged``: it ended early)."""
         self.state = CameraState.ENDED
+        self._damaged = damaged
         self._record_error(message)
         self._streaming_since = None
         return self.state
@@ -296,7 +301,7 @@ class ReconnectMachine:
             next_attempt_in=0.0 if wait == float('inf') else wait,
             last_error=self.last_error, last_error_time=self.last_error_time,
             consecutive_failures=self.consecutive_failures,
-            recent_errors=tuple(self._recent))
+            recent_errors=tuple(self._recent), damaged=self._damaged)
 
     # ---- internals ------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from pianist_ros.camera.errors import SourceConfigError
+from pianist_ros.camera.errors import SourceDamaged
 from pianist_ros.camera.errors import SourceEnded
 from pianist_ros.camera.errors import SourceOpenError
 from pianist_ros.camera.errors import SourceReadError
@@ -40,6 +41,29 @@ from pianist_ros.common.gst import gst
 from pianist_ros.common.gst import GstUnavailable
 
 _LOG = logging.getLogger(__name__)
+
+#: FFmpeg's own log level for OpenCV captures (AV_LOG_QUIET); an operator can override
+#: it in the environment. Our log lines carry the reason of every failure, while FFmpeg
+#: and OpenCV would print two stderr lines per reconnect attempt, forever.
+FFMPEG_LOGLEVEL_QUIET = '-8'
+#: cv2.LOG_LEVEL_ERROR: silences OpenCV's 'global cap.cpp ... open VIDEOIO' warnings.
+CV_LOG_LEVEL_ERROR = 2
+
+
+def quiet_video_logs() -> None:
+    """Silence FFmpeg's and OpenCV's stderr chatter; call before the first capture.
+
+    Setting ``OPENCV_FFMPEG_LOGLEVEL`` works as long as no capture was opened yet (OpenCV
+    reads it when FFmpeg is first used); ``setdefault`` keeps an operator's own value.
+    """
+    os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', FFMPEG_LOGLEVEL_QUIET)
+    try:
+        cv2.setLogLevel(CV_LOG_LEVEL_ERROR)
+    except (AttributeError, cv2.error) as exc:
+        _LOG.debug('cannot set the OpenCV log level: %s', exc)
+
+
+quiet_video_logs()
 
 SYNTHETIC = 'synthetic'
 FILE = 'file'
@@ -53,6 +77,12 @@ NETWORK_SCHEMES = ('rtsp', 'rtsps', 'rtmp', 'http', 'https', 'udp', 'tcp')
 MAX_SPEC_LENGTH = 4096
 #: How often a file source checks that its file still exists and did not shrink.
 FILE_CHECK_PERIOD_SEC = 1.0
+#: A failed read this many frames or more before the file's frame count means the file
+#: is damaged or truncated (the count in the container header is exact for mp4, an
+#: estimate for some other containers, hence the margin).
+TRUNCATION_MARGIN_FRAMES = 3
+#: An open that failed after this fraction of open_timeout timed out (no answer).
+OPEN_TIMEOUT_FRACTION = 0.9
 #: Name of the appsink we append when a GStreamer pipeline has none.
 GST_SINK_NAME = 'pianist_sink'
 
@@ -324,6 +354,7 @@ class FileSource(FrameSource):
         self._size = 0
         self._next_check = 0.0
         self._frames_this_pass = 0
+        self._frame_count = 0
         self.fps = options.fps
 
     def _open(self) -> None:
@@ -346,6 +377,8 @@ class FileSource(FrameSource):
         file_fps = self._cap.get(cv2.CAP_PROP_FPS) or 0.0
         if self.options.use_file_fps and 0.5 <= file_fps <= 1000.0:
             self.fps = float(file_fps)
+        count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0
+        self._frame_count = int(count) if 0 < count < 1e9 else 0
         self._pacer = Pacer(self.fps, self._clock)
         self._next_check = self._clock() + FILE_CHECK_PERIOD_SEC
         self._frames_this_pass = 0
@@ -375,6 +408,7 @@ class FileSource(FrameSource):
         if not ok:
             # End of the data: first rule out a file that changed under us.
             self._check_file()
+            self._check_complete()
             if not self.options.loop:
                 raise SourceEnded(f'end of video file {self.spec.target}')
             if self._frames_this_pass == 0:
@@ -389,6 +423,21 @@ class FileSource(FrameSource):
         if not self._wait(self._pacer.delay()):
             return None
         return frame
+
+    def _check_complete(self) -> None:
+        """Raise when the file says frames remain although decoding stopped.
+
+        :raises SourceDamaged: without ``loop`` (the file ends, with the reason).
+        :raises SourceReadError: with ``loop`` (reopened and played again).
+        """
+        done, total = self._frames_this_pass, self._frame_count
+        if not total or done + TRUNCATION_MARGIN_FRAMES > total:
+            return
+        message = (f'video file damaged or truncated at frame {done} of {total}: '
+                   f'{self.spec.target}')
+        if self.options.loop:
+            raise SourceReadError(message)
+        raise SourceDamaged(message)
 
     def _close(self) -> None:
         if self._cap is not None:
@@ -449,11 +498,11 @@ class NetworkSource(FrameSource):
         # and read() return instead of blocking forever.
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.options.open_timeout * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.options.read_timeout * 1000)]
+        started = time.monotonic()
         self._cap = cv2.VideoCapture(self.spec.target, cv2.CAP_FFMPEG, params)
         if not self._cap.isOpened():
-            raise SourceOpenError(
-                f'cannot open network stream {redact_url(self.spec.target)} '
-                '(server unreachable, wrong path, or not a video stream)')
+            raise SourceOpenError(open_failure_message(
+                self.spec.target, time.monotonic() - started, self.options.open_timeout))
 
     def _read(self) -> np.ndarray | None:
         ok, frame = self._cap.read()
@@ -463,6 +512,20 @@ class NetworkSource(FrameSource):
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def open_failure_message(url: str, elapsed: float, open_timeout: float) -> str:
+    """Return why a network open failed, telling a timeout from a quick refusal.
+
+    :param url: the stream URL (its password is masked in the message).
+    :param elapsed: seconds the failed open took.
+    :param open_timeout: the configured open timeout, in seconds.
+    """
+    if elapsed >= OPEN_TIMEOUT_FRACTION * open_timeout:
+        return (f'cannot open network stream {redact_url(url)}: no answer within '
+                f'{open_timeout:g} s (timeout)')
+    return (f'cannot open network stream {redact_url(url)} '
+            '(server unreachable, wrong path, or not a video stream)')
 
 
 def cv2_has_gstreamer() -> bool:

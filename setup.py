@@ -31,7 +31,7 @@ setup(
         ('share/' + PACKAGE_NAME, ['package.xml']),
         (os.path.join('share', PACKAGE_NAME, 'launch'), glob('launch/*.launch.py')),
         (os.path.join('share', PACKAGE_NAME, 'config'),
-         glob('config/*.yaml') + glob('config/*.rviz')),
+         glob('config/*.yaml') + glob('config/*.rviz') + glob('config/*.xml')),
     ],
     # Runtime pins (requirements/base.txt). ROS packages come from the ROS install
     # (rosdep / apt) or, in a plain venv, from requirements/ros-pypi.txt.

@@ -11,8 +11,10 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.actions import GroupAction
 from launch.actions import IncludeLaunchDescription
+from launch.actions import SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import EnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -30,12 +32,17 @@ def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory('pianist_ros')
     launch_dir = os.path.join(share, 'launch')
     default_params = os.path.join(share, 'config', 'pianist.yaml')
+    dds_profile = os.path.join(share, 'config', 'fastdds.xml')
     common = {
         'namespace': LaunchConfiguration('namespace'),
         'params_file': LaunchConfiguration('params_file'),
         'log_level': LaunchConfiguration('log_level'),
     }
     actions = [
+        # Camera frames between processes need a bigger shared-memory segment than
+        # Fast DDS's default (config/fastdds.xml); an operator's own profile wins.
+        *[SetEnvironmentVariable(var, EnvironmentVariable(var, default_value=dds_profile))
+          for var in ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')],
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace for every node and topic'),
         DeclareLaunchArgument('params_file', default_value=default_params,

@@ -74,7 +74,7 @@ def test_executables_are_entry_points(path):
 @pytest.mark.parametrize('path', LAUNCH_FILES, ids=os.path.basename)
 def test_named_files_exist(path):
     for const in _string_constants(_tree(path)):
-        if const.endswith(('.yaml', '.rviz')):
+        if const.endswith(('.yaml', '.rviz', '.xml')):
             assert os.path.exists(os.path.join(REPO, 'config', const)), const
         if const.endswith('.launch.py'):
             assert os.path.exists(os.path.join(REPO, 'launch', const)), const

@@ -33,6 +33,7 @@ def test_pip_install_layout(tmp_path):
         assert (share / 'pianist_ros' / 'launch' / name).is_file(), name
     assert (share / 'pianist_ros' / 'config' / 'pianist.yaml').is_file()
     assert (share / 'pianist_ros' / 'config' / 'pianist.rviz').is_file()
+    assert (share / 'pianist_ros' / 'config' / 'fastdds.xml').is_file()
     scripts = set(os.listdir(prefix / 'bin'))
     for name in [*NODES, 'stack_monitor', 'pianist-bringup', 'pianist-detect', 'pianist-ota']:
         assert name in scripts, f'console script {name} not installed'

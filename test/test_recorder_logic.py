@@ -24,9 +24,13 @@ from pianist_ros.recorder.policy import TriggerPolicy
 from pianist_ros.recorder.policy import TriggerSettings
 from pianist_ros.recorder.recorder import assess
 from pianist_ros.recorder.recorder import Recorder
+from pianist_ros.recorder.recorder import shutdown_summary
+from pianist_ros.recorder.recorder import StorageAlarm
+from pianist_ros.recorder.storage import frame_name
 from pianist_ros.recorder.storage import GuardState
 from pianist_ros.recorder.storage import SessionStore
 from pianist_ros.recorder.storage import write_atomic
+from pianist_ros.recorder.storage import write_frame_files
 from recorder_support import clip_frames
 from recorder_support import jpegs
 from recorder_support import pid_alive
@@ -295,6 +299,128 @@ def test_backend_writes_decodable_jpegs_with_sidecars(backend, data_dir, tmp_pat
     assert snap['encode_write_ms_p99'] >= snap['encode_write_ms_p50'] > 0
     assert not temp_files(str(tmp_path))
     assert shm_segments() <= before
+
+
+def _frame_files(root: str) -> tuple[set[str], set[str]]:
+    """Return the stems of the final-name JPEG files and JSON sidecars under ``root``."""
+    stems: dict[str, set[str]] = {'.jpg': set(), '.json': set()}
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            stem, suffix = os.path.splitext(name)
+            if suffix in stems and not name.startswith('.'):
+                stems[suffix].add(os.path.join(dirpath, stem))
+    return stems['.jpg'], stems['.json']
+
+
+def _assert_counts_add_up(snap: dict) -> None:
+    assert snap['frames_written'] + snap['frames_dropped'] == snap['frames_triggered'], snap
+    assert snap['frames_dropped'] == sum(v for k, v in snap.items() if k.startswith('dropped_'))
+
+
+def test_frame_files_never_leave_an_orphan_sidecar(tmp_path):
+    # The JPEG cannot be put in place (a directory holds its name): no sidecar either.
+    blocked = tmp_path / 'a.jpg'
+    (blocked / 'x').mkdir(parents=True)
+    with pytest.raises(StorageError):
+        write_frame_files(str(blocked), b'jpeg', '{}')
+    assert not (tmp_path / 'a.json').exists()
+    # The sidecar cannot be put in place: the JPEG goes too.
+    (tmp_path / 'b.json' / 'x').mkdir(parents=True)
+    with pytest.raises(StorageError):
+        write_frame_files(str(tmp_path / 'b.jpg'), b'jpeg', '{}')
+    assert not (tmp_path / 'b.jpg').exists()
+    assert write_frame_files(str(tmp_path / 'c.jpg'), b'jpeg', '{}') == (
+        6, (str(tmp_path / 'c.jpg'), str(tmp_path / 'c.json')))
+    assert not temp_files(str(tmp_path.parent))
+
+
+@pytest.mark.parametrize('backend', ['thread', 'process'])
+def test_failed_writes_count_as_dropped_and_leave_no_orphans(backend, data_dir, tmp_path):
+    frames = clip_frames(data_dir, 5)
+    stamps = [1_700_000_000_000_000_000 + i * 1000 for i in range(5)]
+    rec = Recorder(_cfg(tmp_path, backend=backend, sidecar=True))
+    rec.start()
+    try:
+        # Frames 2 and 4 cannot be written: a directory already holds their JPEG name.
+        for seq in (2, 4):
+            os.makedirs(os.path.join(rec.store.session_dir,
+                                     frame_name(seq, stamps[seq - 1]) + '.jpg', 'x'))
+        for frame, stamp in zip(frames, stamps):
+            rec.offer(frame, 'bgr8', stamp)
+            assert wait_until(lambda: rec.snapshot()['queue_depth'] == 0, 30.0)
+        assert wait_until(lambda: rec.snapshot()['frames_written'] + rec.snapshot()[
+            'write_errors'] == 5, 30.0), rec.snapshot()
+    finally:
+        snap = rec.close(5.0)
+    assert snap['frames_written'] == 3 and snap['write_errors'] == 2
+    assert snap['dropped_write_error'] == 2 and snap['frames_dropped'] == 2
+    _assert_counts_add_up(snap)
+    jpg, side = _frame_files(str(tmp_path))
+    assert len(jpg) == 3 and jpg == side
+    line = shutdown_summary(snap)
+    assert '5 triggered, 3 written, 2 dropped (2 write error)' in line, line
+    assert 'unaccounted' not in line
+
+
+def test_full_tmpfs_counts_every_frame_and_pairs_every_file(data_dir, tmp_path):
+    frames = clip_frames(data_dir, 40)
+    with tmpfs('1m') as root:
+        if root is None:
+            pytest.skip('cannot mount tmpfs here (needs root); the blocked-name test covers it')
+        rec = Recorder(_cfg(tmp_path, output_dir=root, backend='process', min_free_bytes=0,
+                            sidecar=True))
+        rec.start()
+        try:
+            rec.backend.wait_ready(30.0)
+            for frame in frames:
+                rec.offer(frame, 'bgr8', time.time_ns())
+                wait_until(lambda: rec.snapshot()['queue_depth'] == 0, 5.0)
+            assert wait_until(lambda: rec.snapshot()['write_errors'] > 0, 10.0)
+        finally:
+            snap = rec.close(5.0)
+        assert 'No space left' in snap['last_error']
+        assert snap['dropped_write_error'] == snap['write_errors'] > 0
+        _assert_counts_add_up(snap)
+        jpg, side = _frame_files(root)
+        assert jpg == side and len(jpg) == snap['frames_written']
+        assert 'write error' in shutdown_summary(snap)
+        assert not temp_files(root)
+
+
+def test_storage_alarm_logs_trouble_and_the_recovery_once():
+    alarm = StorageAlarm()
+    ok = {'disk_guard': 'OK', 'frames_written': 5, 'write_errors': 0, 'frames_dropped': 0,
+          'last_error': '', 'session_dir': '/rec/session_1'}
+    assert alarm.update(ok) is None
+    enospc = 'StorageError: cannot write /rec/session_1/6.jpg: [Errno 28] No space left on device'
+    full = dict(ok, write_errors=3, frames_dropped=3, last_error=enospc)
+    level, text = alarm.update(full)
+    assert level == 'ERROR' and text.startswith('cannot write /rec/session_1/6.jpg: [Errno 28]')
+    assert 'frames are dropped until space is back' in text and '3 failed writes' in text
+    assert alarm.update(dict(full, write_errors=5, frames_dropped=5))[0] == 'ERROR'
+    assert alarm.update(dict(full, write_errors=5, frames_dropped=5)) is None  # no news
+    back = dict(full, write_errors=5, frames_dropped=5, frames_written=6)
+    level, text = alarm.update(back)
+    assert level == 'INFO' and 'recording again into /rec/session_1' in text
+    assert '5 frame(s) dropped meanwhile' in text
+    assert alarm.update(dict(back, frames_written=7)) is None  # the recovery only once
+    gone = dict(back, disk_guard='DIR_ERROR', frames_dropped=6,
+                last_error='output directory /rec/session_1: [Errno 30] Read-only file system')
+    level, text = alarm.update(gone)
+    assert level == 'ERROR' and 'cannot use the output directory /rec/session_1' in text
+    assert 'retried on every frame' in text and alarm.problem == 'directory'
+    low = dict(gone, disk_guard='LOW_DISK', last_error='free space 10 B below min_free_bytes')
+    assert alarm.update(low)[0] == 'WARN'
+    assert alarm.update(dict(low, disk_guard='OK', frames_written=8))[0] == 'INFO'
+    assert alarm.problem == ''
+
+
+def test_shutdown_summary_names_every_cause():
+    snap = {'frames_triggered': 449, 'frames_written': 45, 'frames_dropped': 404,
+            'dropped_queue_full': 0, 'dropped_write_error': 404}
+    assert shutdown_summary(snap) == ('recorder stopped: 449 triggered, 45 written, '
+                                      '404 dropped (404 write error)')
+    assert 'unaccounted' in shutdown_summary(dict(snap, frames_dropped=0))
 
 
 @pytest.mark.parametrize('encoding', ['rgb8', 'mono8'])

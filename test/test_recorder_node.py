@@ -8,10 +8,14 @@ import time
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 import pytest
+from rcl_interfaces.msg import Log
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy
+from rclpy.qos import QoSProfile
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Int32
 from std_srvs.srv import SetBool
@@ -23,6 +27,7 @@ from recorder_support import jpegs
 from recorder_support import pid_alive
 from recorder_support import psnr
 from recorder_support import shm_segments
+from recorder_support import tmpfs
 from support import REPO
 from support import script
 from support import spin_until
@@ -152,6 +157,82 @@ def test_annotated_topic_parameter(ros_context, tmp_path, data_dir):
         peer.destroy_node()
         recorder.destroy_node()
     assert not any(pid_alive(p) for p in pids)
+
+
+class _LogRig:
+    """An image_recorder node, a peer publishing frames and the node's /rosout lines."""
+
+    def __init__(self, context, overrides, name):
+        self.logs = []
+        self.recorder = ImageRecorderNode(context=context, parameter_overrides=overrides)
+        self.peer = Node(name, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.recorder)
+        self.executor.add_node(self.peer)
+        self.pub = self.peer.create_publisher(Image, topics.IMAGE_RAW, topics.SENSOR_QOS)
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.peer.create_subscription(Log, '/rosout', self._on_log, qos)
+        assert spin_until(self.executor, lambda: self.pub.get_subscription_count() > 0, 10.0)
+
+    def _on_log(self, msg):
+        if msg.name == 'image_recorder':
+            self.logs.append(msg)
+
+    def feed_until(self, frame, predicate, timeout):
+        """Publish a frame every 0.1 s until ``predicate()`` or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not predicate() and time.monotonic() < deadline:
+            self.pub.publish(_image(frame, time.time_ns()))
+            spin_until(self.executor, predicate, 0.1)
+        return predicate()
+
+    def lines(self, level, text):
+        return [m.msg for m in self.logs if m.level == level and text in m.msg]
+
+    def close(self):
+        self.executor.shutdown()
+        self.peer.destroy_node()
+        self.recorder.destroy_node()
+
+
+def test_directory_error_is_logged_throttled_and_the_recovery_once(
+        ros_context, tmp_path, data_dir):
+    frame = clip_frames(data_dir, 1)[0]
+    blocker = tmp_path / 'blocker'
+    blocker.write_bytes(b'')  # the output directory would be under a regular file
+    rig = _LogRig(ros_context, _params(tmp_path, output_dir=str(blocker / 'rec')),
+                  'recorder_log_peer')
+    try:
+        assert rig.feed_until(frame, lambda: rig.lines(Log.ERROR, 'frames are dropped'), 10.0)
+        line = rig.lines(Log.ERROR, 'frames are dropped')[0]
+        assert 'cannot use the output directory' in line and str(blocker) in line, line
+        # Throttled: frames keep failing every 0.1 s, one line per 10 s.
+        rig.feed_until(frame, lambda: False, 2.5)
+        assert len(rig.lines(Log.ERROR, 'frames are dropped')) == 1
+        blocker.unlink()
+        assert rig.feed_until(frame, lambda: rig.lines(Log.INFO, 'recording again'), 10.0)
+        rig.feed_until(frame, lambda: False, 1.5)
+        assert len(rig.lines(Log.INFO, 'recording again')) == 1
+        assert 'frame(s) dropped meanwhile' in rig.lines(Log.INFO, 'recording again')[0]
+        assert jpegs(str(blocker / 'rec'))
+    finally:
+        rig.close()
+
+
+def test_full_disk_is_logged_with_what_happens_next(ros_context, tmp_path, data_dir):
+    frame = clip_frames(data_dir, 1)[0]
+    with tmpfs('256k') as root:
+        if root is None:
+            pytest.skip('cannot mount tmpfs here (needs root); the directory test covers logs')
+        rig = _LogRig(ros_context, _params(tmp_path, output_dir=root), 'recorder_enospc_peer')
+        try:
+            assert rig.feed_until(frame, lambda: rig.lines(Log.ERROR, 'No space left'), 20.0)
+            line = rig.lines(Log.ERROR, 'No space left')[0]
+            assert line.startswith(f'cannot write {root}/session_'), line
+            assert 'frames are dropped until space is back' in line
+        finally:
+            rig.close()
 
 
 def test_bad_backend_keeps_node_alive_with_error(ros_context, tmp_path):

@@ -17,8 +17,7 @@ import numpy as np
 
 from pianist_ros.recorder.errors import BackendError
 from pianist_ros.recorder.errors import StorageError
-from pianist_ros.recorder.storage import temp_path
-from pianist_ros.recorder.storage import write_atomic
+from pianist_ros.recorder.storage import write_frame_files
 
 
 @dataclass
@@ -107,10 +106,10 @@ def to_bgr(frame: np.ndarray, encoding: str) -> np.ndarray:
 
 
 class ThreadBackend(EncoderBackend):
-    """The baseline: ``cv2.imwrite`` in the recorder's dispatcher thread.
+    """The baseline: ``cv2.imencode`` and an atomic write in the recorder's dispatcher thread.
 
     Encoding holds a core of the recording process (the GIL is released inside
-    imwrite, but the CPU time is still spent next to inference in the same process).
+    imencode, but the CPU time is still spent next to inference in the same process).
     """
 
     name = 'thread'
@@ -127,26 +126,19 @@ class ThreadBackend(EncoderBackend):
         start = time.perf_counter()
         self._busy = True
         try:
-            paths: list[str] = []
-            nbytes = 0
-            if job.sidecar is not None:
-                side = job.path[:-4] + '.json'
-                nbytes += write_atomic(side, job.sidecar.encode('utf-8'))
-                paths.append(side)
-            tmp = temp_path(job.path, '.jpg')
             try:
-                ok = cv2.imwrite(tmp, to_bgr(job.frame, job.encoding),
-                                 [cv2.IMWRITE_JPEG_QUALITY, self._quality])
-                if not ok:
-                    raise StorageError(f'cv2.imwrite failed for {tmp}')
-                nbytes += _size_and_replace(tmp, job.path)
-            except (OSError, cv2.error) as exc:
-                raise StorageError(f'cannot write {job.path}: {exc}') from exc
-            paths.append(job.path)
+                ok, buf = cv2.imencode('.jpg', to_bgr(job.frame, job.encoding),
+                                       [cv2.IMWRITE_JPEG_QUALITY, self._quality])
+            except cv2.error as exc:
+                raise StorageError(f'cannot encode {job.path}: {exc}') from exc
+            if not ok:
+                raise StorageError(f'cv2.imencode failed for {job.path}')
+            # Encode in memory and write ourselves: cv2.imwrite hides the errno
+            # (a full disk only said 'imwrite failed'), write_atomic reports it.
+            nbytes, paths = write_frame_files(job.path, buf.tobytes(), job.sidecar)
             elapsed = time.perf_counter() - start
-            self._report(Result(job.seq, True, nbytes, tuple(paths), elapsed, elapsed))
+            self._report(Result(job.seq, True, nbytes, paths, elapsed, elapsed))
         except StorageError as exc:
-            _unlink(temp_path(job.path, '.jpg'))
             self._report(Result(job.seq, False, error=str(exc),
                                 total_sec=time.perf_counter() - start))
         finally:
@@ -156,21 +148,6 @@ class ThreadBackend(EncoderBackend):
     def close(self, timeout: float) -> int:
         """Nothing runs in the background."""
         return 0
-
-
-def _size_and_replace(tmp: str, path: str) -> int:
-    import os
-    size = os.path.getsize(tmp)
-    os.replace(tmp, path)
-    return size
-
-
-def _unlink(path: str) -> None:
-    import os
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def make_backend(cfg) -> EncoderBackend:

@@ -28,7 +28,7 @@ SCHEMA: tuple[Param, ...] = (
           'root directory; each run writes into its own session_<UTC time> subdirectory '
           '(~ and $VARS are expanded)', applies=_START),
     Param('backend', 'process',
-          'encoder backend: thread (cv2.imwrite baseline), process (worker pool fed '
+          'encoder backend: thread (cv2.imencode baseline), process (worker pool fed '
           'through shared memory), gstreamer (appsrc pipeline)',
           choices=BACKENDS, applies=_START),
     Param('jpeg_quality', 90, 'JPEG quality (1..100, unitless)',

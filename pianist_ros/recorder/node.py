@@ -28,14 +28,20 @@ from pianist_ros.recorder.errors import FrameError
 from pianist_ros.recorder.frames import to_array
 from pianist_ros.recorder.recorder import assess
 from pianist_ros.recorder.recorder import Recorder
+from pianist_ros.recorder.recorder import shutdown_summary
+from pianist_ros.recorder.recorder import StorageAlarm
 from pianist_ros.recorder.recorder import trigger_settings
 
+#: How often the node looks for storage trouble to log (s); the lines are throttled.
+_WATCH_PERIOD_SEC = 1.0
+_LOG_THROTTLE_SEC = 10.0
 _LEVELS = {'OK': diagnostics.OK, 'WARN': diagnostics.WARN, 'ERROR': diagnostics.ERROR}
 #: Keys published in the diagnostics status (docs/recorder.md lists them).
 DIAG_KEYS = (
     'backend', 'enabled', 'frames_received', 'frames_triggered', 'frames_written',
     'frames_dropped', 'dropped_queue_full', 'dropped_disk_guard', 'dropped_shutdown',
-    'dropped_worker_lost', 'dropped_backend_error', 'write_errors', 'queue_depth',
+    'dropped_worker_lost', 'dropped_backend_error', 'dropped_write_error', 'write_errors',
+    'queue_depth',
     'queue_capacity', 'in_flight', 'encode_write_ms_p50', 'encode_write_ms_p99',
     'bytes_written', 'bytes_on_disk', 'files_rotated', 'free_bytes', 'disk_guard',
     'session_dir', 'last_error',
@@ -57,6 +63,7 @@ class ImageRecorderNode(Node):
         self._prev_snapshot: dict | None = None
         self._stale_after_sec = 5.0
         self._flush_timeout_sec = 3.0
+        self._alarm = StorageAlarm()
         super().__init__(NODE_NAME, **kwargs)
         params.declare(self, SCHEMA)
         cfg = RecorderConfig.from_values(params.values(self, SCHEMA))
@@ -84,6 +91,7 @@ class ImageRecorderNode(Node):
             self.get_logger().info(
                 f'recording {cfg.topic} with the {cfg.backend} backend into '
                 f'{self._recorder.store.session_dir} (enabled: {cfg.enabled})')
+            self.create_timer(_WATCH_PERIOD_SEC, self._watch_storage)
 
     # ---- callbacks -------------------------------------------------------------------
 
@@ -96,7 +104,7 @@ class ImageRecorderNode(Node):
             frame = to_array(msg.height, msg.width, msg.step, msg.encoding, msg.data)
         except FrameError as exc:
             self._frames_rejected += 1
-            self.get_logger().warn(f'frame not recorded: {exc}', throttle_duration_sec=10.0)
+            self.get_logger().warning(f'frame not recorded: {exc}', throttle_duration_sec=10.0)
             return
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         if stamp_ns <= 0:
@@ -150,6 +158,23 @@ class ImageRecorderNode(Node):
             self._flush_timeout_sec = float(changed['flush_timeout_sec'])
         return SetParametersResult(successful=True, reason='')
 
+    def _watch_storage(self) -> None:
+        """Log storage trouble (throttled) and its end (once), not only in diagnostics."""
+        recorder = self._recorder
+        if recorder is None:
+            return
+        line = self._alarm.update(recorder.snapshot())
+        if line is None:
+            return
+        level, text = line
+        logger = self.get_logger()
+        if level == 'INFO':
+            logger.info(text)
+        elif level == 'WARN':
+            logger.warning(text, throttle_duration_sec=_LOG_THROTTLE_SEC)
+        else:
+            logger.error(text, throttle_duration_sec=_LOG_THROTTLE_SEC)
+
     # ---- diagnostics -------------------------------------------------------------------
 
     def _diagnose(self, stat):
@@ -183,9 +208,10 @@ class ImageRecorderNode(Node):
             self._image_sub = None
         if self._recorder is not None:
             snap = self._recorder.close(self._flush_timeout_sec)
-            self.get_logger().info(
-                f'recorder stopped: {snap["frames_written"]} written, '
-                f'{snap["frames_dropped"]} dropped ({snap["dropped_shutdown"]} at shutdown)')
+            if snap['frames_dropped']:
+                self.get_logger().warning(shutdown_summary(snap))
+            else:
+                self.get_logger().info(shutdown_summary(snap))
             self._recorder = None
         if self._updater is not None and hasattr(self._updater, 'destroy'):
             self._updater.destroy()

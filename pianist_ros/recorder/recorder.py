@@ -88,7 +88,7 @@ class Recorder:
             'frames_received': 0, 'frames_triggered': 0, 'frames_submitted': 0,
             'frames_written': 0, 'bytes_written': 0, 'dropped_queue_full': 0,
             'dropped_disk_guard': 0, 'dropped_shutdown': 0, 'dropped_worker_lost': 0,
-            'dropped_backend_error': 0, 'write_errors': 0,
+            'dropped_backend_error': 0, 'dropped_write_error': 0, 'write_errors': 0,
         }
         self.last_error = ''
 
@@ -260,7 +260,10 @@ class Recorder:
                 self.counters['dropped_worker_lost'] += 1
                 self.last_error = result.error
             else:
+                # write_errors counts the failures; the frame itself is dropped, and
+                # dropped_write_error keeps written + dropped == triggered.
                 self.counters['write_errors'] += 1
+                self.counters['dropped_write_error'] += 1
                 self.last_error = result.error
 
     # ---- reporting ---------------------------------------------------------------------
@@ -319,3 +322,76 @@ def assess(snap: dict, prev: dict | None) -> tuple[str, str]:
     if not snap.get('enabled'):
         return 'OK', 'recording disabled'
     return 'OK', f'recording ({snap.get("backend")})'
+
+
+def _errno_hint(error: str) -> str:
+    """Return what happens next after a failed write described by ``error``."""
+    if 'No space left' in error or 'Disk quota exceeded' in error:
+        return 'frames are dropped until space is back'
+    return 'frames are dropped until writes succeed again'
+
+
+class StorageAlarm:
+    """Turn consecutive snapshots into log lines about storage trouble and its end.
+
+    :meth:`update` returns ``(level, text)`` while a problem lasts (the caller
+    throttles these) and one ``('INFO', ...)`` line when frames are written again.
+    Levels: ERROR for an unusable directory or failing writes, WARN for the
+    ``min_free_bytes`` guard (the recorder's own, deliberate stop).
+    """
+
+    def __init__(self):
+        self._prev: dict = {}
+        self._problem = ''
+        self._dropped_at_start = 0
+
+    @property
+    def problem(self) -> str:
+        """Return what kind of trouble is ongoing (empty when none)."""
+        return self._problem
+
+    def update(self, snap: dict) -> tuple[str, str] | None:
+        """Return the log line (level, text) that ``snap`` calls for, or None."""
+        prev, self._prev = self._prev, snap
+
+        def grew(key: str) -> int:
+            return int(snap.get(key, 0)) - int(prev.get(key, 0))
+
+        error = str(snap.get('last_error', ''))
+        guard = snap.get('disk_guard')
+        line = None
+        if guard == 'DIR_ERROR':
+            line = ('ERROR', 'directory', f'cannot use the {error}; frames are dropped, the '
+                                          'directory is retried on every frame')
+        elif grew('write_errors') > 0:
+            line = ('ERROR', 'write', f'{error.removeprefix("StorageError: ")}; '
+                                      f'{_errno_hint(error)} ({snap.get("write_errors")} '
+                                      f'failed writes so far)')
+        elif guard == 'LOW_DISK':
+            line = ('WARN', 'low disk', f'{error}; frames are dropped until free space is '
+                                        'back above min_free_bytes')
+        if line is not None:
+            if not self._problem:
+                self._dropped_at_start = int(prev.get('frames_dropped', 0))
+            self._problem = line[1]
+            return line[0], line[2]
+        if self._problem and guard == 'OK' and grew('frames_written') > 0:
+            lost = int(snap.get('frames_dropped', 0)) - self._dropped_at_start
+            what, self._problem = self._problem, ''
+            return 'INFO', (f'recording again into {snap.get("session_dir")} after the '
+                            f'{what} problem; {lost} frame(s) dropped meanwhile')
+        return None
+
+
+def shutdown_summary(snap: dict) -> str:
+    """Return the one-line account of a closed recorder, every dropped frame by cause."""
+    causes = ', '.join(f'{v} {k[len("dropped_"):].replace("_", " ")}'
+                       for k, v in snap.items() if k.startswith('dropped_') and v)
+    text = (f'recorder stopped: {snap["frames_triggered"]} triggered, '
+            f'{snap["frames_written"]} written, {snap["frames_dropped"]} dropped')
+    if causes:
+        text += f' ({causes})'
+    missing = snap['frames_triggered'] - snap['frames_written'] - snap['frames_dropped']
+    if missing:
+        text += f'; {missing} unaccounted for (a bug: please report)'
+    return text

@@ -84,24 +84,52 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-def write_frame_files(path: str, jpeg: bytes, sidecar: str | None) -> tuple[int, tuple[str, ...]]:
-    """Write a JPEG and its optional JSON sidecar atomically.
+def sidecar_path(path: str) -> str:
+    """Return the JSON sidecar path of the JPEG at ``path``."""
+    return os.path.splitext(path)[0] + '.json'
 
-    The sidecar is written first so a JPEG under its final name always has its
-    sidecar.
+
+def write_sidecar(path: str, sidecar: str) -> tuple[int, str]:
+    """Write the JSON sidecar of the JPEG already in place at ``path``.
+
+    If the sidecar cannot be written the JPEG is removed as well, so a frame is on
+    disk with both files or not at all.
+
+    :raises StorageError: when the sidecar cannot be written.
+    :return: (bytes written, sidecar path).
+    """
+    side = sidecar_path(path)
+    try:
+        return write_atomic(side, sidecar.encode('utf-8')), side
+    except StorageError:
+        _remove_quietly(path)
+        raise
+
+
+def discard_frame(path: str) -> None:
+    """Remove whatever a failed write of the frame at ``path`` may have left (sidecar)."""
+    _remove_quietly(sidecar_path(path))
+
+
+def write_frame_files(path: str, jpeg: bytes, sidecar: str | None) -> tuple[int, tuple[str, ...]]:
+    """Write a JPEG and then its optional JSON sidecar, each atomically.
+
+    The sidecar is written only once the JPEG is in place (a full disk fails the big
+    JPEG, and a sidecar written first would stay behind as an orphan); if the
+    sidecar then fails, the JPEG is removed too.
 
     :raises StorageError: when a file cannot be written.
     :return: (total bytes, paths written).
     """
-    total = 0
-    paths: list[str] = []
-    if sidecar is not None:
-        side = os.path.splitext(path)[0] + '.json'
-        total += write_atomic(side, sidecar.encode('utf-8'))
-        paths.append(side)
-    total += write_atomic(path, jpeg)
-    paths.append(path)
-    return total, tuple(paths)
+    try:
+        total = write_atomic(path, jpeg)
+    except StorageError:
+        discard_frame(path)
+        raise
+    if sidecar is None:
+        return total, (path,)
+    nbytes, side = write_sidecar(path, sidecar)
+    return total + nbytes, (path, side)
 
 
 class GuardState(enum.Enum):

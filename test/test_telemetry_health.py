@@ -16,6 +16,7 @@ from pianist_ros.telemetry.health import numeric_values
 from pianist_ros.telemetry.metrics import TelemetryMetrics
 from pianist_ros.telemetry.server import BadRequest
 from pianist_ros.telemetry.server import parse_head
+from pianist_ros.telemetry.server import parse_request_line
 from pianist_ros.telemetry.server import Request
 from pianist_ros.telemetry.server import Response
 from pianist_ros.telemetry.server import serialize
@@ -305,3 +306,123 @@ def test_health_reports_the_running_commit_for_the_ota_gate():
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if head.returncode == 0:
         assert software_revision() == head.stdout.strip()
+
+
+def _pipeline_tick(model: HealthModel, clock: FakeClock, seconds: float) -> None:
+    """Advance time while the camera, detector and executor keep working."""
+    clock.advance(seconds)
+    model.heartbeat()
+    model.record_frame(1)
+    model.update_components([ComponentReport(CAMERA, 0, ''), ComponentReport(DETECTOR, 0, '')])
+
+
+def test_a_one_off_status_from_another_node_warns_when_silent_then_is_forgotten():
+    clock = FakeClock()
+    model = healthy_model(clock, forget_after_sec=30.0)
+    model.update_components([ComponentReport('ops_tool: selftest', 0, 'passed')])
+    assert model.snapshot().ok
+    for _ in range(10):  # the pipeline keeps running; ops_tool never reports again
+        _pipeline_tick(model, clock, 1.0)
+    report = model.snapshot()
+    assert report.ok, report.reasons
+    assert any('ops_tool: selftest: no diagnostics for' in w for w in report.warnings)
+    assert {c.name: c.level for c in report.components}['ops_tool: selftest'] == 'STALE'
+    for _ in range(25):
+        _pipeline_tick(model, clock, 1.0)
+    report = model.snapshot()
+    assert report.ok and report.warnings == ()
+    assert {c.name for c in report.components} == {CAMERA, DETECTOR}
+
+
+def test_only_a_fresh_error_of_a_component_that_is_not_required_makes_health_error():
+    clock = FakeClock()
+    model = healthy_model(clock)
+    model.update_components([ComponentReport('ops_tool: selftest', 2, 'disk broken')])
+    assert not model.snapshot().ok
+    assert 'ops_tool: selftest: ERROR: disk broken' in model.snapshot().reasons
+    model.update_components([ComponentReport('ops_tool: selftest', 3, 'no input')])
+    assert model.snapshot().ok  # reported STALE by a component nobody requires: a warning
+    assert any('reported STALE' in w for w in model.snapshot().warnings)
+
+
+def test_a_status_flood_never_fails_health_crowds_out_required_ones_or_bloats_metrics():
+    clock = FakeClock()
+    model = healthy_model(clock, stale_after=5.0, forget_after_sec=60.0)
+    metrics = TelemetryMetrics(model)
+    app = TelemetryApp(model, metrics)
+    values = [(f'key{i:03d}' + 'k' * 100, str(i)) for i in range(MAX_VALUES)]
+    model.update_components([
+        ComponentReport.capped(f'flood{i:04d}' + 'n' * 200 + ': t', 0, 'm' * 600, values=values)
+        for i in range(1000)])
+    assert model.snapshot().dropped_statuses == 1000 - 64
+    body = app(Request('GET', '/metrics', '', 'HTTP/1.1', ())).body
+    assert len(body) < 256 * 1024, len(body)
+    assert b'pianist_diagnostic_values_dropped' in body
+    # Required components still get in and keep their values in /metrics.
+    model.update_components([ComponentReport(CAMERA, 0, 'ok', values=(('fps', '15.0'),)),
+                             ComponentReport(DETECTOR, 0, 'ok')])
+    body = app(Request('GET', '/metrics', '', 'HTTP/1.1', ())).body.decode()
+    assert f'pianist_diagnostic_value{{component="{CAMERA}",key="fps"}} 15.0' in body
+    _pipeline_tick(model, clock, 10.0)
+    report = model.snapshot()
+    assert report.ok, report.reasons[:3]
+    assert len(report.warnings) == 64
+    _pipeline_tick(model, clock, 55.0)
+    model.update_components([ComponentReport('late: task', 0, '')])
+    report = model.snapshot()
+    assert report.ok and report.warnings == ()
+    assert {c.name for c in report.components} == {CAMERA, DETECTOR, 'late: task'}
+    assert model.snapshot().dropped_statuses == 1000 - 64  # the flood freed its slots
+
+
+@pytest.mark.parametrize('level, message', [(2, 'disk full'), (1, 'read-only disk'),
+                                            (3, 'stalled')])
+def test_advisory_components_only_warn(level, message):
+    clock = FakeClock()
+    model = healthy_model(clock)
+    recorder, ota = 'image_recorder: recorder', 'ota_manager: ota'
+    assert default_config().advisory_components == (recorder, ota)
+    model.update_components([ComponentReport(recorder, level, message),
+                             ComponentReport(ota, level, message)])
+    report = model.snapshot()
+    assert report.ok and report.http_code == 200, report.reasons
+    assert any(w.startswith(f'{recorder}: ') and message in w for w in report.warnings)
+    assert any(w.startswith(f'{ota}: ') for w in report.warnings)
+    _pipeline_tick(model, clock, 3.0)  # silent past stale_after: only a warning
+    report = model.snapshot()
+    assert report.ok and any(f'{recorder}: no diagnostics for' in w for w in report.warnings)
+
+
+def test_advisory_wins_over_required():
+    clock = FakeClock()
+    model = healthy_model(clock, required_components=[CAMERA, DETECTOR, 'ota_manager: ota'])
+    assert model.snapshot().ok  # never heard, but advisory: a warning only
+    assert 'ota_manager: ota: no diagnostics received' in model.snapshot().warnings
+
+
+def test_without_require_frames_camera_alone_is_ok_and_ready():
+    clock = FakeClock()
+    model = HealthModel(default_config(), clock=clock)
+    model.set_camera_state('STREAMING')
+    model.update_components([ComponentReport(CAMERA, 0, 'streaming')])
+    report = model.snapshot()
+    assert not report.ok and 'no frame processed yet' in report.reasons
+    model = HealthModel(default_config(required_components=[CAMERA], require_frames=False),
+                        clock=clock)
+    model.set_camera_state('STREAMING')
+    model.update_components([ComponentReport(CAMERA, 0, 'streaming')])
+    clock.advance(1.0)
+    report = model.snapshot()
+    assert report.ok and report.ready, report.reasons
+    model.set_camera_state('RECONNECTING')
+    assert not model.snapshot().ok and not model.snapshot().ready
+
+
+@pytest.mark.parametrize('head', [
+    b'GET /health HTTP/1.0', b'GET /health', b'\x16\x03\x01\x02\x00', b'GET  / HTTP/1.1'])
+def test_parse_request_line(head):
+    if head == b'GET /health HTTP/1.0':
+        assert parse_request_line(head) == ('GET', '/health', 'HTTP/1.0')
+    else:
+        with pytest.raises(BadRequest):
+            parse_request_line(head)

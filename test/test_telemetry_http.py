@@ -13,6 +13,7 @@ from pianist_ros.telemetry.config import default_config
 from pianist_ros.telemetry.health import ComponentReport
 from pianist_ros.telemetry.health import HealthModel
 from pianist_ros.telemetry.metrics import TelemetryMetrics
+from pianist_ros.telemetry.server import Response
 from pianist_ros.telemetry.server import ServerLimits
 from pianist_ros.telemetry.server import ServerStartError
 from pianist_ros.telemetry.server import start_http_server
@@ -236,22 +237,77 @@ def test_fifty_parallel_clients_for_a_few_seconds_are_all_answered(served):
     assert writer_worst[0] < 0.5, writer_worst
 
 
-def test_connection_cap_rejects_excess_with_503():
-    s = Served(ServerLimits(timeout_sec=2.0, max_connections=4, max_header_bytes=4096))
-    idle = []
+def test_silent_sockets_filling_the_cap_never_lock_out_a_real_client():
+    s = Served(ServerLimits(timeout_sec=30.0, max_connections=8, max_header_bytes=4096))
+    silent = []
     try:
-        idle = [socket.create_connection(('127.0.0.1', s.port), timeout=5) for _ in range(4)]
-        assert wait_until(lambda: s.server.open_connections == 4, timeout=5.0)
-        res = http_get(s.port, '/livez')
-        assert res.status == 503 and res.json()['error'] == 'too many connections'
-        for sock in idle:
-            sock.close()
-        assert wait_until(lambda: s.server.open_connections == 0, timeout=5.0)
-        assert http_get(s.port, '/livez').status == 200
+        # A connection flood: 3x the cap of sockets that never send a byte.
+        for _ in range(24):
+            silent.append(socket.create_connection(('127.0.0.1', s.port), timeout=5))
+        assert wait_until(lambda: s.server.open_connections == 8, timeout=5.0)
+        for _ in range(5):
+            res = http_get(s.port, '/livez', timeout=5.0)
+            assert res.status == 200 and res.elapsed < FAST, (res.status, res.elapsed)
+        assert s.metrics.registry.get_sample_value(
+            'pianist_http_connection_errors_total', {'reason': 'evicted'}) >= 16
+        # The oldest silent sockets were the ones dropped.
+        assert _closed_by_server(silent[0]) and not _closed_by_server(silent[-1])
     finally:
-        for sock in idle:
+        for sock in silent:
             sock.close()
         s.close()
+
+
+def test_connection_cap_refuses_a_newcomer_only_when_every_connection_is_mid_response():
+    big = b'x' * (64 << 20)  # far more than the socket buffers: drain blocks
+
+    def handler(request):
+        return Response(200, big, 'text/plain')
+
+    s = Served(ServerLimits(timeout_sec=20.0, max_connections=2, max_header_bytes=4096),
+               handler=handler)
+    stuck = []
+    try:
+        for _ in range(2):  # clients that ask for a big body and never read it
+            sock = socket.create_connection(('127.0.0.1', s.port), timeout=5)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b'GET /big HTTP/1.1\r\nHost: x\r\n\r\n')
+            stuck.append(sock)
+        assert wait_until(lambda: s.server.open_connections == 2, timeout=5.0)
+        time.sleep(0.3)  # let the server reach its drain() (not an assertion)
+        res = http_get(s.port, '/livez', timeout=5.0)
+        assert res.status == 503 and res.json()['error'] == 'too many connections'
+        assert res.elapsed < FAST
+    finally:
+        for sock in stuck:
+            sock.close()
+        s.close()
+
+
+@pytest.mark.parametrize('data', [
+    b'GET /health HTTP/1.1\nHost: x\n\n',  # bare LF
+    b'GET /health\r\n',  # HTTP/0.9
+    b'\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03' + os.urandom(64),  # TLS ClientHello
+    b'GET / HTTP/2.0\r\n',
+])
+def test_clearly_not_http1_gets_400_at_once(served, data):
+    with socket.create_connection(('127.0.0.1', served.port), timeout=5) as sock:
+        start = time.monotonic()
+        sock.sendall(data)
+        reply = sock.recv(4096)
+        assert reply.startswith(b'HTTP/1.1 400'), reply[:80]
+        # The served fixture's head deadline is 1 s: well under it means "at once".
+        assert time.monotonic() - start < 0.5
+
+
+def test_pipelined_and_headerless_requests_still_work(served):
+    with socket.create_connection(('127.0.0.1', served.port), timeout=5) as sock:
+        sock.sendall(b'GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /livez HTTP/1.0\r\n\r\n')
+        data = b''
+        while chunk := sock.recv(4096):  # the server closes after the HTTP/1.0 one
+            data += chunk
+        assert data.startswith(b'HTTP/1.1 200') and data.count(b'HTTP/1.1 200 OK') == 2
+        assert b'Connection: keep-alive' in data and b'Connection: close' in data
 
 
 def test_handler_exception_gives_500_and_the_server_lives_on():

@@ -210,3 +210,49 @@ def test_invalid_parameters_are_refused(ros_context):
         with pytest.raises(InvalidParameterValueException):
             TelemetryBridgeNode(context=ros_context,
                                 parameter_overrides=[Parameter(name, value=value)])
+
+
+def test_restart_only_parameters_are_refused_at_run_time(ros_context):
+    bridge = _bridge(ros_context)
+    try:
+        for param in (Parameter('stale_after', value=9.0), Parameter('port', value=5001),
+                      Parameter('http.timeout_sec', value=1.0),
+                      Parameter('require_frames', value=False),
+                      Parameter('advisory_components', value=['x: y'])):
+            result, = bridge.set_parameters([param])
+            assert not result.successful and 'read-only' in result.reason, result.reason
+            assert bridge.get_parameter(param.name).value != param.value
+        assert bridge.model.config.stale_after == STALE_AFTER
+    finally:
+        bridge.destroy_node()
+
+
+def test_camera_without_detector_is_ok_with_the_bringup_overrides(ros_context):
+    """pianist-bringup --no-detector passes these two overrides to the bridge."""
+    bridge = _bridge(ros_context, required_components=['camera: camera'],
+                     require_frames=False)
+    camera = CameraStandIn(context=ros_context)
+    executor = MultiThreadedExecutor(num_threads=2, context=ros_context)
+    executor.add_node(bridge)
+    executor.add_node(camera)
+    spin = SpinThread(executor)
+    try:
+        def healthy():
+            res = http_get(bridge.http_port, '/health')
+            return res.status == 200 and res.json()['camera_state'] == 'STREAMING'
+
+        assert wait_until(healthy, timeout=15.0, step=0.1), \
+            http_get(bridge.http_port, '/health').json()
+        body = http_get(bridge.http_port, '/health').json()
+        assert body['reasons'] == [] and body['frames_processed'] == 0
+        assert body['components']['camera: camera']['level'] == 'OK'
+        assert 'hand_detector: detector' not in body['components']
+        assert http_get(bridge.http_port, '/readyz').status == 200
+        camera.set_state('RECONNECTING')  # still catches a camera fault
+        assert wait_until(lambda: http_get(bridge.http_port, '/health').status == 503,
+                          timeout=10.0, step=0.1)
+    finally:
+        spin.stop()
+        executor.shutdown()
+        camera.destroy_node()
+        bridge.destroy_node()

@@ -193,6 +193,9 @@ class HealthModel:
         self._write_lock = threading.Lock()
         self._frame_times: deque[float] = deque(maxlen=MAX_FRAME_TIMES)
         self._state = _State(components=MappingProxyType({}), heartbeat_at=self._started)
+        # Names the operator configured: never capped nor forgotten (a bounded list).
+        self._pinned = frozenset(config.required_components) | frozenset(
+            config.advisory_components)
 
     @property
     def config(self) -> TelemetryConfig:
@@ -202,18 +205,28 @@ class HealthModel:
     # ---- writers (ROS callbacks) -------------------------------------------------
 
     def update_components(self, reports: Iterable[ComponentReport]) -> None:
-        """Record the newest status of each component (one DiagnosticArray)."""
+        """Record the newest status of each component (one DiagnosticArray).
+
+        Statuses silent for ``forget_after_sec`` that are not required or advisory are
+        forgotten first, so a one-off or flooding publisher frees its slots. Required and
+        advisory names are always kept; ``max_components`` caps the other names.
+        """
         now = self._clock()
+        cfg = self._config
+        pinned = self._pinned
         with self._write_lock:
             state = self._state
-            components = dict(state.components)
+            components = {name: comp for name, comp in state.components.items()
+                          if name in pinned or now - comp.received_at <= cfg.forget_after_sec}
+            others = sum(1 for name in components if name not in pinned)
             dropped = state.dropped_statuses
             camera_state = state.camera_state
             for report in reports:
-                if (report.name not in components
-                        and len(components) >= self._config.max_components):
-                    dropped += 1
-                    continue
+                if report.name not in components and report.name not in pinned:
+                    if others >= cfg.max_components:
+                        dropped += 1
+                        continue
+                    others += 1
                 components[report.name] = _Component(report, now)
                 if report.name == CAMERA_STATUS and not state.camera_state_from_topic:
                     diag_state = dict(report.values).get('state')
@@ -263,7 +276,9 @@ class HealthModel:
             reasons.append(f'camera is {state.camera_state}, not {STREAMING}')
 
         frame_age = None if state.last_frame_at is None else max(0.0, now - state.last_frame_at)
-        if frame_age is None:
+        if not cfg.require_frames:
+            pass  # running without a detector: no hands/count is expected
+        elif frame_age is None:
             reasons.append('no frame processed yet')
         elif frame_age > cfg.stale_after:
             reasons.append(f'no frame processed for {frame_age:.1f} s '
@@ -277,21 +292,29 @@ class HealthModel:
         components = []
         for name in sorted(set(state.components) | set(cfg.required_components)):
             comp = state.components.get(name)
+            advisory = name in cfg.advisory_components
+            required = name in cfg.required_components and not advisory
+            # Required components decide the verdict; any other component only while it
+            # freshly says ERROR. Advisory ones (debug recorder, OTA) never do: a full
+            # debug disk must not page the fleet nor roll back a good OTA update.
+            problems = reasons if required else warnings
             if comp is None:
                 components.append(ComponentHealth(name, 'STALE', 'no diagnostics received',
                                                   None))
-                reasons.append(f'{name}: no diagnostics received')
+                problems.append(f'{name}: no diagnostics received')
                 continue
             report = comp.report
             age = max(0.0, now - comp.received_at)
+            if not (required or advisory) and age > cfg.forget_after_sec:
+                continue  # a one-off publisher: forgotten (pruned on the next update)
             level = report.level if report.level in LEVEL_NAMES else ERROR
             if age > cfg.stale_after:
                 level = STALE
-                reasons.append(f'{name}: no diagnostics for {age:.1f} s')
+                problems.append(f'{name}: no diagnostics for {age:.1f} s')
             elif level == STALE:
-                reasons.append(f'{name}: reported STALE: {report.message}')
+                problems.append(f'{name}: reported STALE: {report.message}')
             elif level == ERROR:
-                reasons.append(f'{name}: ERROR: {report.message}')
+                (warnings if advisory else reasons).append(f'{name}: ERROR: {report.message}')
             elif level == WARN:
                 warnings.append(f'{name}: WARN: {report.message}')
             components.append(ComponentHealth(name, level_name(level), report.message, age,
@@ -300,7 +323,7 @@ class HealthModel:
         fresh = frame_age is not None and frame_age <= cfg.stale_after
         return HealthReport(
             ok=not reasons,
-            ready=fresh and state.camera_state == STREAMING,
+            ready=(fresh or not cfg.require_frames) and state.camera_state == STREAMING,
             live=live,
             current_fps=_rate(state.frame_times, now, cfg.fps_window_sec),
             hands_detected=state.last_hands,

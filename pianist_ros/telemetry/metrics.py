@@ -30,6 +30,9 @@ from pianist_ros.telemetry.health import numeric_values
 PREFIX = 'pianist'
 #: Endpoints counted by name; anything else is counted as 'other' (bounded labels).
 KNOWN_PATHS = ('/health', '/livez', '/readyz', '/metrics')
+#: ``pianist_diagnostic_value`` series per scrape at most: with max_components statuses of
+#: up to 64 values each, a flood of chatty publishers would otherwise grow /metrics to MBs.
+MAX_VALUE_SERIES = 256
 
 
 class HealthCollector(Collector):
@@ -79,14 +82,27 @@ class HealthCollector(Collector):
                                    'Numeric key/values of diagnostic statuses',
                                    labels=['component', 'key'])
         by_name = {v: k for k, v in LEVEL_NAMES.items()}
-        for comp in report.components:
+        config = self._model.config
+        pinned = set(config.required_components) | set(config.advisory_components)
+        budget = MAX_VALUE_SERIES
+        values_dropped = 0
+        # Configured components get their values first, so a flood cannot crowd them out.
+        for comp in sorted(report.components, key=lambda c: (c.name not in pinned, c.name)):
             levels.add_metric([comp.name], float(by_name.get(comp.level, 2)))
             ages.add_metric([comp.name], -1.0 if comp.age_sec is None else comp.age_sec)
             for key, number in numeric_values(comp.values):
+                if budget <= 0:
+                    values_dropped += 1
+                    continue
+                budget -= 1
                 values.add_metric([comp.name, key], number)
         yield levels
         yield ages
         yield values
+        yield GaugeMetricFamily(f'{PREFIX}_diagnostic_values_dropped',
+                                f'Numeric diagnostic values left out of this scrape '
+                                f'(at most {MAX_VALUE_SERIES} series)',
+                                value=float(values_dropped))
         yield GaugeMetricFamily(f'{PREFIX}_diagnostic_statuses_dropped',
                                 'Statuses ignored because max_components was reached',
                                 value=float(report.dropped_statuses))

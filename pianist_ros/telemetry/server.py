@@ -12,8 +12,13 @@ hold for every connection:
   time does not extend it); keep-alive idle time and response writes have the same
   bound; expired connections are closed (408 where a request was started);
 - the head is capped at ``max_header_bytes`` (431) and ``MAX_HEADERS`` lines;
-- malformed requests get 400 and the connection is closed;
-- at most ``max_connections`` are open; more are answered 503 and closed at once;
+- malformed requests get 400 and the connection is closed; a request that is clearly
+  not HTTP/1.x (first byte not a method character, bare LF line ends, a request line
+  without a valid version such as HTTP/0.9 or a TLS ClientHello) gets 400 as soon as
+  its first byte or line arrives, not at the deadline;
+- at most ``max_connections`` are open; at the cap a newcomer evicts the oldest
+  connection that is not being answered (still sending its head, or idle between
+  keep-alive requests); only when every connection is mid-response is it answered 503;
 - request bodies are never read: methods other than GET and HEAD get 405 and close.
 
 Handlers run on the loop thread and must be fast and non-blocking (ours only read an
@@ -118,16 +123,7 @@ def parse_head(head: bytes) -> Request:
     """
     text = head.decode('latin-1')  # latin-1 maps every byte, so this cannot fail
     lines = text.split('\r\n')
-    parts = lines[0].split(' ')
-    if len(parts) != 3:
-        raise BadRequest('malformed request line')
-    method, target, version = parts
-    if not method or not set(method) <= _TOKEN:
-        raise BadRequest('malformed method')
-    if version not in ('HTTP/1.0', 'HTTP/1.1'):
-        raise BadRequest('unsupported HTTP version')
-    if not target.startswith('/') or any(ord(c) <= 32 or ord(c) >= 127 for c in target):
-        raise BadRequest('malformed request target')
+    method, target, version = parse_request_line(lines[0].encode('latin-1'))
     path, _, query = target.partition('?')
     headers = []
     for line in lines[1:]:
@@ -140,6 +136,25 @@ def parse_head(head: bytes) -> Request:
             raise BadRequest('malformed header line')
         headers.append((name.lower(), value.strip(' \t')))
     return Request(method, path, query, version, tuple(headers))
+
+
+def parse_request_line(line: bytes) -> tuple[str, str, str]:
+    """Parse ``METHOD SP target SP HTTP/1.x`` (without the CRLF).
+
+    :return: ``(method, target, version)``.
+    :raises BadRequest: when the line is not an HTTP/1.0 or HTTP/1.1 request line.
+    """
+    parts = line.decode('latin-1').split(' ')
+    if len(parts) != 3:
+        raise BadRequest('malformed request line')
+    method, target, version = parts
+    if not method or not set(method) <= _TOKEN:
+        raise BadRequest('malformed method')
+    if version not in ('HTTP/1.0', 'HTTP/1.1'):
+        raise BadRequest('unsupported HTTP version')
+    if not target.startswith('/') or any(ord(c) <= 32 or ord(c) >= 127 for c in target):
+        raise BadRequest('malformed request target')
+    return method, target, version
 
 
 def _wants_keep_alive(request: Request) -> bool:
@@ -177,7 +192,7 @@ class HttpServer:
     :param handler: maps a request to a response; runs on the loop thread, must be fast.
     :param sock: a bound, listening TCP socket (the server owns and closes it).
     :param limits: per-connection limits.
-    :param on_connection_error: called with a reason ('timeout', 'rejected',
+    :param on_connection_error: called with a reason ('timeout', 'rejected', 'evicted',
         'bad_request', 'too_large', 'reset', 'handler_error') on the loop thread.
     """
 
@@ -191,8 +206,11 @@ class HttpServer:
         self._stop = asyncio.Event()
         self._stopping = False
         self._clients: set[asyncio.Task] = set()
-        # Connections waiting between keep-alive requests: the first to drop at the cap.
-        self._idle: set[asyncio.Task] = set()
+        # Connections not being answered, oldest first (dicts keep insertion order), and
+        # the first to go at the cap: idle keep-alive ones (often already closed by the
+        # client, close not yet seen) before those that never completed a request head.
+        self._idle: dict[asyncio.Task, asyncio.StreamWriter] = {}
+        self._reading: dict[asyncio.Task, asyncio.StreamWriter] = {}
         self._started = threading.Event()
         self._error: BaseException | None = None
         self.host, self.port = sock.getsockname()[:2]
@@ -255,12 +273,19 @@ class HttpServer:
     async def _on_client(self, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if len(self._clients) >= self._limits.max_connections and self._idle:
-            # Like nginx: make room by dropping a keep-alive connection that sits between
-            # requests (often one whose close we have not processed yet).
-            idle_task = self._idle.pop()
-            self._clients.discard(idle_task)
-            idle_task.cancel()
+        if len(self._clients) >= self._limits.max_connections and (self._idle or self._reading):
+            # Make room by dropping the oldest connection we are not answering: idle
+            # keep-alive ones, then silent or trickling sockets (a connection flood), so
+            # a flood only ever evicts itself and a real client is served at once.
+            pool = self._idle if self._idle else self._reading
+            victim = next(iter(pool))
+            victim_writer = pool.pop(victim)
+            self._clients.discard(victim)
+            # Abort as well as cancel: a cancel that races a just-finished read can be
+            # swallowed by wait_for, but a closed socket ends the connection regardless.
+            victim_writer.transport.abort()
+            victim.cancel()
+            self._on_error('evicted')
         if len(self._clients) >= self._limits.max_connections or self._stopping:
             self._on_error('rejected')
             # No drain: a client that does not read must not hold us; the kernel buffer
@@ -278,7 +303,8 @@ class HttpServer:
             self._on_error('reset')
         finally:
             self._clients.discard(task)
-            self._idle.discard(task)
+            self._idle.pop(task, None)
+            self._reading.pop(task, None)
             if writer.transport.get_write_buffer_size():
                 # The client stopped reading: drop the unsent bytes instead of waiting.
                 writer.transport.abort()
@@ -290,26 +316,28 @@ class HttpServer:
         timeout = self._limits.timeout_sec
         task = asyncio.current_task()
         for served in range(MAX_REQUESTS_PER_CONNECTION):
-            if served:
-                self._idle.add(task)
+            if task not in self._clients:
+                return  # evicted while we were answering
+            waiting = self._idle if served else self._reading
+            waiting[task] = writer  # newest last
+            received = bytearray()
             try:
-                head = await asyncio.wait_for(reader.readuntil(b'\r\n\r\n'), timeout)
+                head = await asyncio.wait_for(self._read_head(reader, received), timeout)
             except asyncio.TimeoutError:
-                if served == 0:  # a keep-alive connection that idles out just closes
+                if served == 0 or received:  # a keep-alive connection idling out just closes
                     self._on_error('timeout')
                     await self._reply_and_close(writer, 408, 'request head too slow')
                 return
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial.strip():
+            except asyncio.IncompleteReadError:
+                if bytes(received).strip():
                     self._on_error('bad_request')
                 return  # client closed
-            except asyncio.LimitOverrunError:
-                self._on_error('too_large')
-                await self._reply_and_close(writer, 431, 'request head too large')
+            except BadRequest as exc:
+                self._on_error('too_large' if exc.status == 431 else 'bad_request')
+                await self._reply_and_close(writer, exc.status, str(exc))
                 return
             finally:
-                if served:
-                    self._idle.discard(task)
+                waiting.pop(task, None)
             try:
                 request = parse_head(head)
             except BadRequest as exc:
@@ -334,6 +362,39 @@ class HttpServer:
                 return
             if not keep_alive:
                 return
+
+    async def _read_head(self, reader: asyncio.StreamReader, received: bytearray) -> bytes:
+        """Read a request head line by line, refusing non-HTTP/1.x input at once.
+
+        ``received`` collects the bytes read so far (the caller's view after a timeout).
+
+        :raises BadRequest: 400 on a non-method first byte, a bare LF or a malformed
+            request line; 431 when the head exceeds ``max_header_bytes`` or MAX_HEADERS.
+        :raises asyncio.IncompleteReadError: when the client closes mid-head.
+        """
+        limit = self._limits.max_header_bytes
+        first = await reader.readexactly(1)
+        received += first
+        if chr(first[0]) not in _TOKEN:
+            raise BadRequest('not an HTTP/1.x request')  # e.g. TLS ClientHello (0x16)
+        lines = 0
+        while True:
+            try:
+                line = await reader.readuntil(b'\n')
+            except asyncio.LimitOverrunError as exc:
+                raise BadRequest('request head too large', 431) from exc
+            received += line
+            if len(received) > limit:
+                raise BadRequest('request head too large', 431)
+            if not line.endswith(b'\r\n'):
+                raise BadRequest('line not terminated by CRLF')
+            if lines == 0:
+                parse_request_line(bytes(received[:-2]))
+            elif line == b'\r\n':
+                return bytes(received)
+            elif lines > MAX_HEADERS:
+                raise BadRequest('too many headers', 431)
+            lines += 1
 
     async def _reply_and_close(self, writer: asyncio.StreamWriter, status: int,
                                message: str) -> None:

@@ -259,7 +259,7 @@ def test_silent_sockets_filling_the_cap_never_lock_out_a_real_client():
 
 
 def test_connection_cap_refuses_a_newcomer_only_when_every_connection_is_mid_response():
-    big = b'x' * (64 << 20)  # far more than the socket buffers: drain blocks
+    big = b'x' * (16 << 20)  # far more than the socket buffers: drain blocks
 
     def handler(request):
         return Response(200, big, 'text/plain')

@@ -13,6 +13,7 @@ from detection_support import true_hands
 from pianist_ros.detection import imaging
 from pianist_ros.detection import packing
 from pianist_ros.detection.annotate import draw_hands
+from pianist_ros.detection.cli import check_complete
 from pianist_ros.detection.config import DetectorConfig
 from pianist_ros.detection.config import SCHEMA
 from pianist_ros.detection.detector import anatomical_label
@@ -20,6 +21,7 @@ from pianist_ros.detection.detector import Hand
 from pianist_ros.detection.detector import HAND_CONNECTIONS
 from pianist_ros.detection.detector import HandDetector
 from pianist_ros.detection.detector import Landmark
+from pianist_ros.detection.errors import DetectionError
 from pianist_ros.detection.errors import DetectorError
 from pianist_ros.detection.errors import FrameError
 from pianist_ros.detection.errors import MalformedFrameError
@@ -413,3 +415,16 @@ def test_rviz_config_shows_our_topics_in_the_camera_frame():
     assert shown['camera/image_raw'] == 'rviz_default_plugins/Image'
     assert shown['hands/markers'] == 'rviz_default_plugins/MarkerArray'
     assert shown['hands/landmarks'] == 'rviz_default_plugins/PointCloud2'
+
+
+def test_check_complete_refuses_cut_jpeg_and_png():
+    jpeg = cv2.imencode('.jpg', np.full((16, 16, 3), 200, np.uint8))[1].tobytes()
+    png = cv2.imencode('.png', np.full((16, 16, 3), 200, np.uint8))[1].tobytes()
+    check_complete('a.jpg', jpeg)
+    check_complete('a.jpg', jpeg + b'\x00\x00\n')
+    check_complete('a.png', png)
+    check_complete('a.bmp', b'BM' + b'\x00' * 10)  # other formats are left to OpenCV
+    for name, data in (('a.jpg', jpeg[:-2]), ('a.jpg', jpeg[:len(jpeg) // 2]),
+                       ('a.png', png[:-12])):
+        with pytest.raises(DetectionError, match=f'{name} is truncated'):
+            check_complete(name, data)

@@ -79,3 +79,24 @@ def test_bad_arguments_exit_2(args):
     result, records = _run(args, timeout=60)
     assert result.returncode == 2 and not records
     assert 'usage: pianist-detect' in result.stderr
+
+
+def test_directories_and_truncated_images_are_named_errors(data_dir, tmp_path):
+    good = os.path.join(data_dir, 'thumb_up.jpg')
+    with open(good, 'rb') as handle:
+        data = handle.read()
+    cut_jpg = tmp_path / 'cut.jpg'
+    cut_jpg.write_bytes(data[:len(data) * 2 // 3])  # a copy cut short
+    padded = tmp_path / 'padded.jpg'
+    padded.write_bytes(data + b'\x00' * 64)  # padding after EOI is still a whole JPEG
+    folder = tmp_path / 'adir'
+    folder.mkdir()
+    result, records = _run([str(folder), str(cut_jpg), str(padded), good, str(folder) + '.jpg'])
+    assert result.returncode == 1, result.stderr[-2000:]
+    by_file = {r['file']: r for r in records}
+    assert 'is a directory' in by_file[str(folder)]['error']
+    assert 'truncated' in by_file[str(cut_jpg)]['error']
+    assert 'FF D9' in by_file[str(cut_jpg)]['error']
+    assert by_file[str(padded)]['count'] == by_file[good]['count'] == 1
+    assert 'No such file' in by_file[str(folder) + '.jpg']['error']
+    assert f'{cut_jpg} is truncated' in result.stderr

@@ -14,6 +14,7 @@ import sys
 from typing import Any, Iterator, TextIO
 
 import cv2
+import numpy as np
 
 from pianist_ros.detection import imaging
 from pianist_ros.detection.config import DetectorConfig
@@ -23,6 +24,10 @@ from pianist_ros.detection.errors import DetectionError
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 #: Refuse image files larger than this before decoding them (bytes).
 MAX_IMAGE_FILE_BYTES = 200 * 1024 * 1024
+_JPEG_SOI = b'\xff\xd8'
+_JPEG_EOI = b'\xff\xd9'
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_PNG_IEND = b'IEND\xaeB`\x82'
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,18 +74,53 @@ def is_image(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _check_file(path: str) -> int:
+    """Return the size of the regular file ``path``.
+
+    :raises DetectionError: when it is missing, a directory or unreadable.
+    """
+    if os.path.isdir(path):
+        raise DetectionError(f'cannot read {path}: it is a directory, not a file')
+    try:
+        return os.path.getsize(path)
+    except OSError as exc:
+        raise DetectionError(f'cannot read {path}: {exc.strerror}') from exc
+
+
+def check_complete(path: str, data: bytes) -> None:
+    """Refuse a JPEG or PNG whose end is missing (a copy cut short).
+
+    cv2.imread decodes a truncated JPEG into a grey-filled image with only a libjpeg
+    warning on stderr, so a cut file would silently count 0 hands. A complete JPEG
+    ends with the EOI marker FF D9 (trailing NUL or whitespace padding allowed), a
+    complete PNG with its IEND chunk.
+
+    :raises DetectionError: when the end is missing.
+    """
+    tail = data.rstrip(b'\x00\r\n\t ')
+    if data.startswith(_JPEG_SOI) and not tail.endswith(_JPEG_EOI):
+        raise DetectionError(f'{path} is truncated: the JPEG has no end-of-image marker '
+                             '(FF D9); was the copy cut short?')
+    if data.startswith(_PNG_SIGNATURE) and not tail.endswith(_PNG_IEND):
+        raise DetectionError(f'{path} is truncated: the PNG has no IEND chunk')
+
+
 def detect_image(detector: HandDetector, path: str) -> dict[str, Any]:
     """Return the JSON record for one image.
 
-    :raises DetectionError: when the file cannot be read or decoded, or detection fails.
+    :raises DetectionError: when the file cannot be read, is truncated or cannot be
+        decoded, or detection fails.
     """
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise DetectionError(f'cannot read {path}: {exc.strerror}') from exc
+    size = _check_file(path)
     if size > MAX_IMAGE_FILE_BYTES:
         raise DetectionError(f'{path} is {size} bytes, over the {MAX_IMAGE_FILE_BYTES} limit')
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read(MAX_IMAGE_FILE_BYTES + 1)
+    except OSError as exc:
+        raise DetectionError(f'cannot read {path}: {exc.strerror}') from exc
+    check_complete(path, data)
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise DetectionError(f'cannot decode image {path}')
     return _record(detector, path, 'image', 0, bgr)
@@ -92,8 +132,7 @@ def detect_video(detector: HandDetector, path: str, max_frames: int = 0
 
     :raises DetectionError: when the video cannot be opened or detection fails.
     """
-    if not os.path.isfile(path):
-        raise DetectionError(f'cannot read {path}: no such file')
+    _check_file(path)
     capture = cv2.VideoCapture(path)
     try:
         if not capture.isOpened():

@@ -150,6 +150,8 @@ class FleetServers:
         broken = os.path.exists(os.path.join(self.repo, 'BROKEN'))
         ok = self.health_mode == 'ok' or (self.health_mode == 'auto' and not broken)
         doc = {'status': 'ok' if ok else 'error'}
+        if not ok:
+            doc['reasons'] = ['detector: no frames for 12 s', 'camera: FAILED']
         return Reply(200 if ok else 503, json.dumps(doc).encode())
 
     def set_manifest(self, envelope: dict | bytes, status: int = 200, **kwargs) -> None:

@@ -396,12 +396,15 @@ def test_unhealthy_release_is_rolled_back_and_not_retried(env):
     manager = env.manager()
     outcome = manager.check_once()
     assert outcome.result == 'rolled_back', outcome
-    assert 'health check failed' in outcome.error
+    # The rollback names the cause /health gave, not only the status code.
+    assert ("health check failed: not healthy within 2 s: HTTP 503, status 'error': "
+            'detector: no frames for 12 s; camera: FAILED') in outcome.error
     assert env.head() == before
     calls = restart_calls(env.log)
     assert [c['head'] for c in calls] == [env.repos.hashes['1.11.0'], before]
     reports = env.servers.report_bodies()
     assert [r['result'] for r in reports] == ['rolled_back']
+    assert 'camera: FAILED' in reports[0]['error']
     assert reports[0]['to']['version'] == '1.11.0' and reports[0]['from']['git_hash'] == before
     # The next poll offers the same bad release: it is skipped, not installed again.
     outcome = manager.check_once()
@@ -509,3 +512,66 @@ def test_config_refuses_bad_values():
     with pytest.raises(ValueError):
         make_config({'no_such_param': 1})
     assert make_config({'health.timeout_sec': 5}).health_timeout_sec == 5.0
+
+
+# ---- logging and operator messages ------------------------------------------------------
+
+
+def _ota_lines(caplog, level=None) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name.startswith('pianist_ros.ota') and (level is None or r.levelno == level)]
+
+
+def test_checks_are_logged_and_failures_throttled(env, caplog):
+    import logging
+    caplog.set_level(logging.INFO, logger='pianist_ros.ota')
+    env.offer('1.9.0', 3)
+    manager = env.manager()
+    manager.check_once()
+    assert 'OTA check: no update (running 1.9.0)' in _ota_lines(caplog, logging.INFO)
+    env.offer('1.0.0', 4)
+    manager.check_once()
+    assert any(line.startswith('OTA check: refused 1.0.0 (refused_downgrade)')
+               for line in _ota_lines(caplog, logging.INFO))
+    caplog.clear()
+    env.servers.reports.stop()
+    env.servers.set_manifest(b'{"signed": {"version": "1.10.0",')
+    for _ in range(3):
+        assert manager.check_once().result == 'manifest_invalid'
+    warnings = _ota_lines(caplog, logging.WARNING)
+    invalid = [w for w in warnings if w.startswith('OTA check failed: manifest_invalid')]
+    undelivered = [w for w in warnings if w.startswith('cannot deliver queued OTA reports')]
+    assert len(invalid) == 1 and len(undelivered) == 1, warnings
+    assert manager.status()['pending_reports'] == 1
+    # The delivery error survives in the state file, for `pianist-ota status`.
+    assert StateStore(env.state_dir).load().report_error == manager.status()['report_error']
+    assert manager.status()['report_error']
+
+
+def test_run_logs_that_it_polls(env, caplog):
+    import logging
+    caplog.set_level(logging.INFO, logger='pianist_ros.ota')
+    env.offer('1.9.0', 3)
+    manager = env.manager(**{'startup_jitter_sec': 0.0, 'poll_interval_sec': 3600.0})
+    stop = threading.Event()
+    thread = threading.Thread(target=manager.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30.0
+        while manager.status()['checks'] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10.0)
+    started = [line for line in _ota_lines(caplog, logging.INFO)
+               if line.startswith('OTA checker started')]
+    assert started and env.overrides['manifest_url'] in started[0] and '3600 s' in started[0]
+
+
+def test_missing_key_file_is_named_as_such(tmp_path):
+    from pianist_ros.ota.errors import KeyLoadError
+    for path in ('/etc/pianist/release.pub', str(tmp_path / 'nope'), './keys/x.pem'):
+        with pytest.raises(KeyLoadError, match='does not exist'):
+            load_public_key(path)
+    with pytest.raises(KeyLoadError, match='neither|invalid'):
+        load_public_key('not-a-key')

@@ -155,3 +155,14 @@ def test_sign_and_verify_tools(device):
     out = subprocess.run([script('pianist-ota'), 'verify', '--public-key', other_pub, path],
                          capture_output=True, text=True, timeout=60, env=FULL_ENV)
     assert out.returncode == 2 and 'not signed by the pinned key' in out.stderr
+    out = subprocess.run([script('pianist-ota'), 'verify', '--public-key', '/nonexistent',
+                          path], capture_output=True, text=True, timeout=60, env=FULL_ENV)
+    assert out.returncode != 0 and 'public key file /nonexistent does not exist' in out.stderr
+    out = subprocess.run([script('pianist-ota'), 'check', '--config', device['config'],
+                          '--set', 'public_key=/etc/pianist/release.pub'],
+                         capture_output=True, text=True, timeout=60, env=FULL_ENV)
+    assert out.returncode != 0
+    assert 'public key file /etc/pianist/release.pub does not exist' in out.stderr
+    out = subprocess.run([script('pianist-ota'), 'status', '--config', device['config']],
+                         capture_output=True, text=True, timeout=60, env=FULL_ENV)
+    assert out.returncode == 0 and 'report_error' in json.loads(out.stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import Log
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -45,8 +46,12 @@ def test_node_publishes_diagnostics_and_updates_on_check_now(ros_context, tmp_pa
         _param('startup_jitter_sec', 3600.0),
         _param('poll_interval_sec', 3600.0),
     ]
-    node = OtaManagerNode(context=ros_context, parameter_overrides=overrides)
     listener = Node('ota_diag_listener', context=ros_context)
+    # Subscribed before the node exists, so its start line is not missed.
+    logs = []
+    listener.create_subscription(
+        Log, '/rosout', lambda m: logs.append(m.msg) if m.name == 'ota_manager' else None, 100)
+    node = OtaManagerNode(context=ros_context, parameter_overrides=overrides)
     statuses = []
 
     def on_diagnostics(msg: DiagnosticArray) -> None:
@@ -87,6 +92,10 @@ def test_node_publishes_diagnostics_and_updates_on_check_now(ros_context, tmp_pa
         assert git(repos.device, 'rev-parse', 'HEAD') == repos.hashes['1.10.0']
         assert len(restart_calls(log)) == 1
         assert [r['result'] for r in servers.report_bodies()] == ['updated']
+        # The manager's own log lines reach the ROS log (rosout, journal).
+        assert spin_until(executor, lambda: any(
+            m.startswith('OTA check: updated') for m in logs), 10.0), logs
+        assert any(m.startswith('OTA checker started: manifest http') for m in logs), logs
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -162,7 +162,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     reports = os.path.join(config.resolved_state_dir(), 'reports')
     pending = len([n for n in os.listdir(reports) if n.endswith('.json')]) \
         if os.path.isdir(reports) else 0
-    print(json.dumps({'state': state.to_json(), 'pending_reports': pending}, indent=1))
+    print(json.dumps({'state': state.to_json(), 'pending_reports': pending,
+                      'report_error': state.report_error}, indent=1))
     return 0
 
 

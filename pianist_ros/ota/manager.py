@@ -49,6 +49,11 @@ logger = logging.getLogger(__name__)
 _QUIET = frozenset({'up_to_date', 'not_in_cohort', 'disabled', 'interrupted'})
 #: Outcomes that leave the device worse off than it should be (diagnostics ERROR).
 ERROR_RESULTS = frozenset({'rollback_failed', 'state_error', 'key_invalid', 'git_error'})
+#: Outcomes that are a decision, not a failure: logged at INFO.
+_REFUSALS = frozenset({'refused_downgrade', 'prerelease_skipped', 'skipped_failed_hash',
+                       'not_in_cohort'})
+#: The same failure is logged again at most this often (a check may run every minute).
+LOG_THROTTLE_SEC = 600.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class OtaManager:
         self._state = self._store.load()
         self._checks = 0
         self._report_error = ''
+        self._warned: dict[str, float] = {}
         self._status: dict[str, Any] = {}
         self._publish_status()
 
@@ -138,7 +144,7 @@ class OtaManager:
             self._flush_reports()
             self._save_quietly()
             self._publish_status()
-            logger.debug('check result %s %s', outcome.result, outcome.error)
+            self._log_outcome(outcome)
             return outcome
 
     def flush_reports(self) -> int:
@@ -167,6 +173,13 @@ class OtaManager:
         """
         wake = wake or threading.Event()
         delay = self.startup_delay()
+        cfg = self.config
+        if cfg.enabled:
+            logger.info('OTA checker started: manifest %s, every %g s (+/- %g s), first '
+                        'check in %.0f s', cfg.manifest_url, cfg.poll_interval_sec,
+                        cfg.poll_jitter_sec, delay)
+        else:
+            logger.info('OTA checker idle: manifest_url or public_key is empty')
         while not stop.is_set():
             wake.wait(delay)
             wake.clear()
@@ -397,7 +410,40 @@ class OtaManager:
         except StateError as exc:
             sent, error = 0, str(exc)
         self._report_error = error
+        self._state.report_error = error
+        if error and self.config.report_url:
+            self._warn_throttled('report', f'cannot deliver queued OTA reports to '
+                                 f'{self.config.report_url}: {error}')
+        elif sent:
+            logger.info('delivered %d OTA report(s)', sent)
         return sent
+
+    def _log_outcome(self, outcome: Outcome) -> None:
+        """Log each check's result: INFO for decisions, WARN (throttled) for failures."""
+        result, error = outcome.result, outcome.error
+        if result == 'up_to_date':
+            logger.info('OTA check: no update (running %s)', outcome.to_version or '?')
+        elif result == 'updated':
+            logger.info('OTA check: updated %s -> %s', outcome.from_version,
+                        outcome.to_version)
+        elif result in _REFUSALS:
+            logger.info('OTA check: refused %s (%s): %s', outcome.to_version or '?', result,
+                        error or 'not in the rollout cohort')
+        elif result in ('disabled', 'interrupted'):
+            logger.debug('OTA check: %s %s', result, error)
+        else:
+            self._warn_throttled(result, f'OTA check failed: {result}: {error}')
+
+    def _warn_throttled(self, key: str, text: str) -> None:
+        """Log ``text`` at WARN unless the same text was logged within the throttle."""
+        now = self._clock.monotonic()
+        last = self._warned.get(key + text)
+        if last is not None and now - last < LOG_THROTTLE_SEC:
+            return
+        if len(self._warned) > 100:
+            self._warned.clear()
+        self._warned[key + text] = now
+        logger.warning('%s', text)
 
     # ---- bookkeeping ----------------------------------------------------------------
 

@@ -110,6 +110,8 @@ def load_public_key(spec: str) -> Ed25519PublicKey:
     spec = spec.strip()
     if not spec:
         raise KeyLoadError('no public key configured')
+    if _looks_like_path(spec) and not os.path.exists(spec):
+        raise KeyLoadError(f'public key file {spec} does not exist')
     if os.path.isfile(spec):
         try:
             with open(spec, 'rb') as handle:
@@ -129,6 +131,16 @@ def load_public_key(spec: str) -> Ed25519PublicKey:
         raise
     except (ValueError, TypeError) as exc:
         raise KeyLoadError(f'invalid ed25519 public key: {exc}') from exc
+
+
+def _looks_like_path(spec: str) -> bool:
+    """Return whether ``spec`` names a file rather than inline key text.
+
+    Base64 may contain ``/`` too, so only a leading ``/``, ``./``, ``../`` or ``~`` or a
+    key-file extension counts.
+    """
+    return (spec.startswith(('/', './', '../', '~'))
+            or spec.lower().endswith(('.pub', '.pem', '.key')))
 
 
 def _decode_raw(data: bytes) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from rclpy.node import Node
@@ -26,6 +27,26 @@ _WARN_RESULTS = frozenset({
     'skipped_failed_hash', 'restart_failed', 'rolled_back'})
 
 
+class _RosLogHandler(logging.Handler):
+    """Forward the OTA modules' ``logging`` records to the node's ROS logger."""
+
+    def __init__(self, ros_logger):
+        super().__init__(logging.INFO)
+        self._ros = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.levelno >= logging.ERROR:
+                self._ros.error(text)
+            elif record.levelno >= logging.WARNING:
+                self._ros.warning(text)
+            else:
+                self._ros.info(text)
+        except Exception:  # noqa: BLE001 - logging must never break the checker
+            self.handleError(record)
+
+
 class OtaManagerNode(Node):
     """Run :class:`OtaManager` in a thread; publish diagnostics ``ota``; ``~/check_now``.
 
@@ -43,6 +64,12 @@ class OtaManagerNode(Node):
         self._crashes = 0
         self._updater = None
         super().__init__(NODE_NAME, **kwargs)
+        # The manager logs through ``logging`` (it also runs in the pianist-ota CLI).
+        self._log_handler = _RosLogHandler(self.get_logger())
+        self._ota_logger = logging.getLogger('pianist_ros.ota')
+        self._ota_logger.addHandler(self._log_handler)
+        if self._ota_logger.getEffectiveLevel() > logging.INFO:
+            self._ota_logger.setLevel(logging.INFO)
         params.declare(self, SCHEMA)
         try:
             self._config = make_config(params.values(self, SCHEMA))
@@ -54,8 +81,6 @@ class OtaManagerNode(Node):
         self._updater.add('ota', self._on_diagnostics)
         self.create_service(Trigger, '~/check_now', self._on_check_now)
         if self._manager is not None:
-            if not self._config.enabled:
-                self.get_logger().info('OTA idle: manifest_url or public_key is empty')
             self._thread = threading.Thread(target=self._run_checker, name='ota-checker',
                                             daemon=True)
             self._thread.start()
@@ -114,6 +139,7 @@ class OtaManagerNode(Node):
             if self._thread.is_alive():
                 self.get_logger().warning('OTA checker still busy (git or restart command); '
                                           'leaving it to exit with the process')
+        self._ota_logger.removeHandler(self._log_handler)
         super().destroy_node()
 
 

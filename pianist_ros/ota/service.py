@@ -68,7 +68,12 @@ def check_health(fetcher: FetcherInterface, url: str, timeout: float,
         body = {}
     status = body.get('status') if isinstance(body, dict) else None
     if response.status != 200 or status != 'ok':
-        return False, f'HTTP {response.status}, status {status!r}'
+        detail = f'HTTP {response.status}, status {status!r}'
+        reasons = body.get('reasons') if isinstance(body, dict) else None
+        if isinstance(reasons, list) and reasons:
+            # /health names the failing checks: the rollback report must carry them.
+            detail += ': ' + '; '.join(str(r)[:200] for r in reasons[:10])
+        return False, detail
     reported = body.get('git_hash')
     if expected_hash and isinstance(reported, str) and reported and reported != expected_hash:
         return False, f'health reports git_hash {reported[:12]}, expected {expected_hash[:12]}'

@@ -58,6 +58,8 @@ class OtaState:
     last_error: str = ''
     last_report_key: str = ''
     reports_dropped: int = 0
+    #: Why the last delivery of queued reports failed ('' after a full flush).
+    report_error: str = ''
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""

@@ -35,9 +35,12 @@ os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(101, 200)))
 # Import the working tree's package even where the editable install is stale.
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, 'test'))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+import data_location  # noqa: E402  (test/data_location.py)
 
 from pianist_ros.detection import imaging  # noqa: E402
 from pianist_ros.detection.config import DetectorConfig  # noqa: E402
@@ -45,11 +48,10 @@ from pianist_ros.detection.detector import HandDetector  # noqa: E402
 
 
 def _data_dir() -> str:
-    for path in (os.environ.get('PIANIST_TEST_DATA', ''),
-                 os.path.join(REPO, '..', 'shared', 'data', 'hands')):
-        if path and os.path.isfile(os.path.join(path, 'hands_clip.mp4')):
-            return os.path.abspath(path)
-    sys.exit('bench_detector: hands_clip.mp4 not found; set PIANIST_TEST_DATA')
+    path = data_location.hands_data(REPO)
+    if not path:
+        sys.exit('bench_detector: hands_clip.mp4 not found; set PIANIST_TEST_DATA')
+    return path
 
 
 def load_frames(path: str) -> list[np.ndarray]:

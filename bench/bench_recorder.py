@@ -27,6 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, 'test'))
+import data_location  # noqa: E402  (test/data_location.py)
 
 from pianist_ros.detection.config import DetectorConfig  # noqa: E402
 from pianist_ros.detection.detector import HandDetector  # noqa: E402
@@ -40,11 +42,10 @@ MODES = ('thread', 'process', 'gstreamer')
 
 
 def _data_dir() -> str:
-    for path in (os.environ.get('PIANIST_TEST_DATA', ''),
-                 os.path.join(REPO, '..', 'shared', 'data', 'hands')):
-        if path and os.path.isfile(os.path.join(path, 'hands_clip.mp4')):
-            return path
-    raise SystemExit('hands_clip.mp4 not found; set PIANIST_TEST_DATA')
+    path = data_location.hands_data(REPO)
+    if not path:
+        raise SystemExit('hands_clip.mp4 not found; set PIANIST_TEST_DATA')
+    return path
 
 
 def load_frames(count: int, size: tuple[int, int]) -> list[np.ndarray]:

@@ -41,7 +41,10 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-DATA = os.environ.get('PIANIST_TEST_DATA', os.path.join(REPO, '..', 'shared', 'data', 'hands'))
+sys.path.insert(0, os.path.join(REPO, 'test'))
+import data_location  # noqa: E402  (test/data_location.py)
+
+DATA = data_location.hands_data(REPO) or os.path.join(REPO, '..', 'shared', 'data', 'hands')
 CLIENTS = (1, 10, 100)
 GOAL_P99_MS = 10.0
 GOAL_FPS_RATIO = 0.97

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+import data_location
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 
@@ -22,12 +24,11 @@ def data_dir() -> str:
     Outside CI a missing directory skips the test with the reason; in CI
     (``CI=true``) it fails, so a broken checkout can never pass by skipping.
     """
-    candidates = [os.environ.get('PIANIST_TEST_DATA', ''),
-                  os.path.join(REPO, '..', 'shared', 'data', 'hands')]
-    for path in candidates:
-        if path and os.path.isfile(os.path.join(path, 'MANIFEST.csv')):
-            return os.path.abspath(path)
-    reason = f'hand test data not found (looked in {candidates}); set PIANIST_TEST_DATA'
+    path = data_location.hands_data(REPO)
+    if path:
+        return path
+    reason = (f'hand test data not found (looked in {data_location.candidates(REPO)}); '
+              'set PIANIST_TEST_DATA')
     if os.environ.get('CI', '').lower() == 'true':
         pytest.fail(reason)
     pytest.skip(reason)

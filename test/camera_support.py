@@ -181,7 +181,7 @@ class CameraHarness:
     def __init__(self, context, overrides: dict, namespace: str | None = None):
         from lifecycle_msgs.srv import ChangeState
         from lifecycle_msgs.srv import GetState
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from rclpy.parameter import Parameter
         from sensor_msgs.msg import Image
@@ -208,7 +208,9 @@ class CameraHarness:
                                           topics.SENSOR_QOS)
         self.change_state = self.observer.create_client(ChangeState, 'camera/change_state')
         self.get_state = self.observer.create_client(GetState, 'camera/get_state')
-        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        # One thread, as in pianist-bringup: rclpy's MultiThreadedExecutor busy-polls
+        # and starves the capture threads of the GIL (stalls of over a second seen).
+        self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.camera)
         self.executor.add_node(self.observer)
         self._thread = threading.Thread(target=self.executor.spin, name='harness-spin',

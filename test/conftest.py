@@ -42,3 +42,40 @@ def ros_context():
         yield context
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def _stray_threads() -> list:
+    import threading
+    return [t for t in threading.enumerate()
+            if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a test left a non-daemon thread behind.
+
+    Python waits for such threads before the process exits; one asleep in a long wait
+    once held a finished suite open for an hour. Name them, fail, and exit at once.
+    """
+    import time
+    deadline = time.monotonic() + 5.0
+    while _stray_threads() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stray = _stray_threads()
+    if not stray:
+        return
+    names = ', '.join(sorted(t.name for t in stray))
+    reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(f'ERROR: non-daemon threads left running by tests: {names}', red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    session.config._pianist_stray_threads = True
+
+
+def pytest_unconfigure(config):
+    """Exit without waiting for threads named in pytest_sessionfinish (they never end)."""
+    if getattr(config, '_pianist_stray_threads', False):
+        import sys
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(pytest.ExitCode.TESTS_FAILED))

@@ -554,7 +554,7 @@ def test_run_logs_that_it_polls(env, caplog):
     env.offer('1.9.0', 3)
     manager = env.manager(**{'startup_jitter_sec': 0.0, 'poll_interval_sec': 3600.0})
     stop = threading.Event()
-    thread = threading.Thread(target=manager.run, args=(stop,))
+    thread = threading.Thread(target=manager.run, args=(stop,), daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 30.0
@@ -563,6 +563,8 @@ def test_run_logs_that_it_polls(env, caplog):
     finally:
         stop.set()
         thread.join(10.0)
+    # Setting stop alone ends the hour-long wait (no wake event was given).
+    assert not thread.is_alive(), 'run() ignored stop during its poll wait'
     started = [line for line in _ota_lines(caplog, logging.INFO)
                if line.startswith('OTA checker started')]
     assert started and env.overrides['manifest_url'] in started[0] and '3600 s' in started[0]

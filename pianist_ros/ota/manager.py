@@ -169,9 +169,9 @@ class OtaManager:
         """Check forever at the poll interval until ``stop`` is set.
 
         :param wake: set it to check now (the node's ``~/check_now`` service); setting
-            ``stop`` should also set ``wake`` to end the wait at once.
+            ``stop`` should also set ``wake`` to end the wait at once. Without ``wake``
+            the wait is on ``stop`` itself, so setting ``stop`` always ends it promptly.
         """
-        wake = wake or threading.Event()
         delay = self.startup_delay()
         cfg = self.config
         if cfg.enabled:
@@ -181,8 +181,11 @@ class OtaManager:
         else:
             logger.info('OTA checker idle: manifest_url or public_key is empty')
         while not stop.is_set():
-            wake.wait(delay)
-            wake.clear()
+            if wake is None:
+                stop.wait(delay)
+            else:
+                wake.wait(delay)
+                wake.clear()
             if stop.is_set():
                 break
             self.check_once(stop)

@@ -169,6 +169,13 @@ def test_console_script_waits_for_lifecycle_events(ros_context, tmp_path):
             request.transition.id = tid
             assert call(change, request).success
         assert spin_until(executor, lambda: len(images) >= 5, 15.0)
+        # Full 640x480 frames reach this process (whose Fast DDS has no profile) because
+        # the publisher selects config/fastdds.xml itself; without it, frames go as UDP
+        # fragments and almost all are lost (2 of 150 measured).
+        first = len(images)
+        spin_until(executor, lambda: False, 3.0)
+        assert len(images) - first >= 40, f'{len(images) - first} of ~60 frames in 3 s'
+        assert (images[-1].width, images[-1].height) == (640, 480)
     finally:
         node.destroy_node()
         code = stop_process(proc, sig=signal.SIGTERM)

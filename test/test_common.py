@@ -1,5 +1,7 @@
 """Plain tests of the ROS-free shared helpers: parameter schema and rate statistics."""
 
+import os
+
 import pytest
 
 from pianist_ros.common.params import check_value
@@ -7,6 +9,8 @@ from pianist_ros.common.params import check_values
 from pianist_ros.common.params import defaults
 from pianist_ros.common.params import markdown_table
 from pianist_ros.common.params import Param
+from pianist_ros.common.paths import DDS_PROFILE_VARS
+from pianist_ros.common.paths import default_dds_profile
 from pianist_ros.common.rate import Percentiles
 from pianist_ros.common.rate import RateMeter
 
@@ -108,3 +112,21 @@ def test_merge_values_accepts_names_and_fields_and_checks_them():
         merge_values(schema, {'fsp': 10.0}, 'camera')
     with pytest.raises(ValueError, match='fps must be <= 120'):
         merge_values(schema, {'fps': 500.0})
+
+
+def test_dds_profile_defaults_to_the_packaged_one():
+    env = {}
+    profile = default_dds_profile(env)
+    assert profile.endswith(os.path.join('config', 'fastdds.xml')) and os.path.isfile(profile)
+    assert all(env[var] == profile for var in DDS_PROFILE_VARS)
+    with open(profile, encoding='utf-8') as handle:
+        assert '<segment_size>8388608</segment_size>' in handle.read()
+
+
+def test_dds_profile_of_the_operator_or_another_rmw_is_left_alone():
+    env = {'FASTRTPS_DEFAULT_PROFILES_FILE': '/etc/my.xml'}
+    assert default_dds_profile(env) == '/etc/my.xml'
+    assert env == {'FASTRTPS_DEFAULT_PROFILES_FILE': '/etc/my.xml'}
+    env = {'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp'}
+    assert default_dds_profile(env) == ''
+    assert env == {'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp'}

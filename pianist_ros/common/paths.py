@@ -38,3 +38,34 @@ def share_dir() -> str:
 def default_config() -> str:
     """Return the path of the default ``config/pianist.yaml``."""
     return os.path.join(share_dir(), 'config', 'pianist.yaml')
+
+
+#: Environment variables that select a Fast DDS XML profile (Fast DDS 3 and 2).
+DDS_PROFILE_VARS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+
+
+def default_dds_profile(environ: dict | None = None) -> str:
+    """Point Fast DDS at ``config/fastdds.xml`` unless a profile is already chosen.
+
+    Only the publisher's profile decides whether a 0.9 MB frame fits in shared
+    memory, so a process that publishes images needs it for rviz, rqt or any other
+    process on the device to get full frames. An operator's own profile, or another
+    RMW, is left alone. Call before the first node is created.
+
+    :return: the profile now in effect ('' when none applies or none is installed).
+    """
+    env = os.environ if environ is None else environ
+    if env.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp') != 'rmw_fastrtps_cpp':
+        return ''
+    chosen = next((env[var] for var in DDS_PROFILE_VARS if env.get(var)), '')
+    if chosen:
+        return chosen
+    try:
+        profile = os.path.join(share_dir(), 'config', 'fastdds.xml')
+    except FileNotFoundError:
+        return ''
+    if not os.path.isfile(profile):
+        return ''
+    for var in DDS_PROFILE_VARS:
+        env[var] = profile
+    return profile

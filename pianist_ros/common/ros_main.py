@@ -22,6 +22,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from pianist_ros.common.paths import default_dds_profile
+
 
 class StopOnSignal:
     """Context manager: SIGINT, SIGTERM, SIGHUP set :attr:`event` instead of killing the spin."""
@@ -49,7 +51,13 @@ class StopOnSignal:
 
 
 def init(args: list[str] | None = None) -> None:
-    """Initialise rclpy without its signal handlers (StopOnSignal handles signals)."""
+    """Initialise rclpy without its signal handlers (StopOnSignal handles signals).
+
+    Also selects the package's Fast DDS profile unless one is set
+    (:func:`pianist_ros.common.paths.default_dds_profile`), so full-size frames reach
+    other processes (rviz, rqt) over shared memory.
+    """
+    default_dds_profile()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
 
 

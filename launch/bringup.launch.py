@@ -41,8 +41,11 @@ def generate_launch_description() -> LaunchDescription:
     actions = [
         # Camera frames between processes need a bigger shared-memory segment than
         # Fast DDS's default (config/fastdds.xml); an operator's own profile wins.
+        # Fast DDS 2 (Humble, Iron, Jazzy) reads only the old name; Fast DDS 3 warns on it.
         *[SetEnvironmentVariable(var, EnvironmentVariable(var, default_value=dds_profile))
-          for var in ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')],
+          for var in ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+          if var.startswith('FASTDDS')
+          or os.environ.get('ROS_DISTRO', '') in ('humble', 'iron', 'jazzy')],
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace for every node and topic'),
         DeclareLaunchArgument('params_file', default_value=default_params,

@@ -118,6 +118,10 @@ def test_dds_profile_defaults_to_the_packaged_one():
     env = {}
     profile = default_dds_profile(env)
     assert profile.endswith(os.path.join('config', 'fastdds.xml')) and os.path.isfile(profile)
+    # Fast DDS 3 (the PyPI wheels, Kilted) reads the new name and warns about the old.
+    assert env == {'FASTDDS_DEFAULT_PROFILES_FILE': profile}
+    env = {'ROS_DISTRO': 'humble'}  # Fast DDS 2 reads only the old name
+    assert default_dds_profile(env) == profile
     assert all(env[var] == profile for var in DDS_PROFILE_VARS)
     with open(profile, encoding='utf-8') as handle:
         assert '<segment_size>8388608</segment_size>' in handle.read()

@@ -42,6 +42,17 @@ def default_config() -> str:
 
 #: Environment variables that select a Fast DDS XML profile (Fast DDS 3 and 2).
 DDS_PROFILE_VARS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+#: Distributions on Fast DDS 2.x, which reads only FASTRTPS_DEFAULT_PROFILES_FILE.
+#: Fast DDS 3 (Kilted and the PyPI wheels) warns that the old name is deprecated.
+FAST_DDS_2_DISTROS = ('humble', 'iron', 'jazzy')
+
+
+def dds_profile_vars(environ: dict | None = None) -> tuple[str, ...]:
+    """The profile variables this ROS distribution's Fast DDS reads."""
+    env = os.environ if environ is None else environ
+    if env.get('ROS_DISTRO', '') in FAST_DDS_2_DISTROS:
+        return DDS_PROFILE_VARS
+    return DDS_PROFILE_VARS[:1]
 
 
 def default_dds_profile(environ: dict | None = None) -> str:
@@ -66,6 +77,6 @@ def default_dds_profile(environ: dict | None = None) -> str:
         return ''
     if not os.path.isfile(profile):
         return ''
-    for var in DDS_PROFILE_VARS:
+    for var in dds_profile_vars(env):
         env[var] = profile
     return profile

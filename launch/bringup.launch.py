@@ -74,7 +74,8 @@ def generate_launch_description() -> LaunchDescription:
             actions=[IncludeLaunchDescription(
                 PythonLaunchDescriptionSource(os.path.join(launch_dir, 'node.launch.py')),
                 launch_arguments={**common, 'node': node,
-                                  'use_respawn': LaunchConfiguration('use_respawn')}.items(),
+                                  'use_respawn': LaunchConfiguration('use_respawn'),
+                                  'with_detector': LaunchConfiguration('use_detector')}.items(),
             )],
         ))
     # Status line + systemd watchdog: READY=1 / WATCHDOG=1 only while frames flow.

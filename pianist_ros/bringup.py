@@ -80,6 +80,18 @@ def _enabled(args: argparse.Namespace) -> list[str]:
     return [n for n, spec in NODES.items() if not spec.flag or getattr(args, f'with_{n}')]
 
 
+def stack_overrides(name: str, with_detector: bool) -> dict:
+    """Parameters node ``name`` needs because of which nodes run beside it.
+
+    Shared by ``pianist-bringup`` and ``node.launch.py`` (``with_detector``), so both
+    ways of starting the stack agree. Without a detector, health is the camera's
+    alone: no frames are processed, so none can be required.
+    """
+    if name == 'telemetry_bridge' and not with_detector:
+        return {'required_components': ['camera: camera'], 'require_frames': False}
+    return {}
+
+
 def _overrides(name: str, args: argparse.Namespace) -> list:
     """Return the parameter overrides bringup's own options imply for node ``name``."""
     from rclpy.parameter import Parameter
@@ -90,11 +102,8 @@ def _overrides(name: str, args: argparse.Namespace) -> list:
             overrides.append(Parameter('source', Parameter.Type.STRING, args.source))
         if args.loop is not None:
             overrides.append(Parameter('loop', Parameter.Type.BOOL, args.loop))
-    if name == 'telemetry_bridge' and not args.with_hand_detector:
-        # Without a detector, health is the camera's alone: no frames are processed.
-        overrides.append(Parameter('required_components', Parameter.Type.STRING_ARRAY,
-                                   ['camera: camera']))
-        overrides.append(Parameter('require_frames', Parameter.Type.BOOL, False))
+    for key, value in stack_overrides(name, args.with_hand_detector).items():
+        overrides.append(Parameter(key, value=value))
     return overrides
 
 

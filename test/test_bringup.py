@@ -15,6 +15,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Int32
 
 from pianist_ros.bringup import parse_args
+from pianist_ros.bringup import stack_overrides
 from pianist_ros.common import topics
 from support import script
 from support import spin_until
@@ -32,6 +33,13 @@ def test_parse_args_defaults_and_switches():
     assert args.with_ota_manager is False
     assert parse_args([])[0].with_hand_detector is True
     assert ros_args == ['--ros-args', '-r', '__ns:=/a']
+
+
+def test_stack_overrides_without_detector_require_only_the_camera():
+    assert stack_overrides('telemetry_bridge', True) == {}
+    assert stack_overrides('telemetry_bridge', False) == {
+        'required_components': ['camera: camera'], 'require_frames': False}
+    assert stack_overrides('camera', False) == {}
 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],

@@ -91,6 +91,23 @@ def test_bringup_starts_every_node_and_declares_switches():
         assert arg in consts, f'launch argument {arg} missing'
 
 
+def test_launch_without_detector_relaxes_health_like_bringup():
+    """use_detector:=false reaches node.launch.py, which asks the same function as bringup."""
+    bringup = _tree(os.path.join(REPO, 'launch', 'bringup.launch.py'))
+    passed = [kw for call in ast.walk(bringup) if isinstance(call, ast.Dict)
+              for kw, value in zip(call.keys, call.values)
+              if isinstance(kw, ast.Constant) and kw.value == 'with_detector'
+              and isinstance(value, ast.Call) and value.args
+              and isinstance(value.args[0], ast.Constant)
+              and value.args[0].value == 'use_detector']
+    assert passed, 'bringup.launch.py does not pass use_detector on as with_detector'
+    node = _tree(os.path.join(REPO, 'launch', 'node.launch.py'))
+    imported = {(n.module, a.name) for n in ast.walk(node) if isinstance(n, ast.ImportFrom)
+                for a in n.names}
+    assert ('pianist_ros.bringup', 'stack_overrides') in imported
+    assert 'with_detector' in _string_constants(node)
+
+
 def test_camera_is_a_lifecycle_node_driven_to_active():
     tree = _tree(os.path.join(REPO, 'launch', 'camera.launch.py'))
     calls = {n.func.id for n in ast.walk(tree)

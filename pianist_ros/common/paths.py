@@ -48,7 +48,7 @@ FAST_DDS_2_DISTROS = ('humble', 'iron', 'jazzy')
 
 
 def dds_profile_vars(environ: dict | None = None) -> tuple[str, ...]:
-    """The profile variables this ROS distribution's Fast DDS reads."""
+    """Return the profile variables this ROS distribution's Fast DDS reads."""
     env = os.environ if environ is None else environ
     if env.get('ROS_DISTRO', '') in FAST_DDS_2_DISTROS:
         return DDS_PROFILE_VARS

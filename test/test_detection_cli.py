@@ -74,6 +74,7 @@ def test_mirrored_flag_keeps_mediapipe_labels(data_dir, manifest):
 @pytest.mark.parametrize('args', [['--max-hands', '0', 'x.jpg'],
                                   ['--model-complexity', '2', 'x.jpg'],
                                   ['--min-detection-confidence', '1.5', 'x.jpg'],
+                                  ['--max-frames', '-1', 'x.mp4'],
                                   []])
 def test_bad_arguments_exit_2(args):
     result, records = _run(args, timeout=60)
@@ -100,3 +101,22 @@ def test_directories_and_truncated_images_are_named_errors(data_dir, tmp_path):
     assert by_file[str(padded)]['count'] == by_file[good]['count'] == 1
     assert 'No such file' in by_file[str(folder) + '.jpg']['error']
     assert f'{cut_jpg} is truncated' in result.stderr
+
+
+def test_empty_image_and_cut_video_are_errors_and_later_files_still_run(data_dir, tmp_path):
+    empty = tmp_path / 'empty.jpg'
+    empty.write_bytes(b'')
+    with open(os.path.join(data_dir, 'hands_clip.mp4'), 'rb') as handle:
+        clip = handle.read()
+    cut = tmp_path / 'cut.mp4'
+    cut.write_bytes(clip[:len(clip) // 3])  # a copy or download that stopped early
+    good = os.path.join(data_dir, 'thumb_up.jpg')
+    result, records = _run([str(empty), str(cut), good])
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr
+    errors = {r['file']: r['error'] for r in records if 'error' in r}
+    assert 'the file is empty' in errors[str(empty)]
+    assert 'damaged or truncated at frame' in errors[str(cut)]
+    decoded = [r for r in records if r['file'] == str(cut) and 'error' not in r]
+    assert decoded and decoded[-1]['frame'] == len(decoded) - 1, 'frames before the cut kept'
+    assert [r['count'] for r in records if r['file'] == good] == [1]

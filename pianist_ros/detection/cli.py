@@ -48,9 +48,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--mirrored', action='store_true',
                         help='the input is mirrored (selfie view): keep MediaPipe labels '
                              'as they are instead of swapping them to the anatomical hand')
-    parser.add_argument('--max-frames', type=int, default=0, metavar='N',
+    parser.add_argument('--max-frames', type=_non_negative_int, default=0, metavar='N',
                         help='stop each video after N frames (0: all)')
     return parser.parse_args(argv)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not an integer: {text!r}') from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be 0 or more, got {value}')
+    return value
 
 
 def _unit_float(text: str) -> float:
@@ -67,6 +77,11 @@ def _config(args: argparse.Namespace, static: bool) -> DetectorConfig:
                           min_tracking_confidence=args.min_tracking_confidence,
                           static_image_mode=static,
                           mirrored_input=args.mirrored)
+
+
+#: A video that ends this many frames or more before its header's frame count is
+#: reported as damaged (as the camera node does); a frame or two of slack is normal.
+TRUNCATION_MARGIN_FRAMES = 3
 
 
 def is_image(path: str) -> bool:
@@ -119,8 +134,13 @@ def detect_image(detector: HandDetector, path: str) -> dict[str, Any]:
             data = handle.read(MAX_IMAGE_FILE_BYTES + 1)
     except OSError as exc:
         raise DetectionError(f'cannot read {path}: {exc.strerror}') from exc
+    if not data:
+        raise DetectionError(f'cannot decode image {path}: the file is empty')
     check_complete(path, data)
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise DetectionError(f'cannot decode image {path}: {exc}') from exc
     if bgr is None:
         raise DetectionError(f'cannot decode image {path}')
     return _record(detector, path, 'image', 0, bgr)
@@ -130,13 +150,16 @@ def detect_video(detector: HandDetector, path: str, max_frames: int = 0
                  ) -> Iterator[dict[str, Any]]:
     """Yield the JSON record of every frame of one video.
 
-    :raises DetectionError: when the video cannot be opened or detection fails.
+    :raises DetectionError: when the video cannot be opened, ends more than
+        :data:`TRUNCATION_MARGIN_FRAMES` before the frame count its header gives
+        (after the records of the frames that could be decoded), or detection fails.
     """
     _check_file(path)
     capture = cv2.VideoCapture(path)
     try:
         if not capture.isOpened():
             raise DetectionError(f'cannot open video {path}')
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         index = 0
         while not max_frames or index < max_frames:
             ok, bgr = capture.read()
@@ -148,6 +171,9 @@ def detect_video(detector: HandDetector, path: str, max_frames: int = 0
             index += 1
         if index == 0:
             raise DetectionError(f'no frame could be decoded from {path}')
+        if not max_frames and total and index + TRUNCATION_MARGIN_FRAMES <= total:
+            raise DetectionError(f'video file damaged or truncated at frame {index} of '
+                                 f'{total}: {path}')
     finally:
         capture.release()
 

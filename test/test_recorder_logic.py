@@ -26,6 +26,7 @@ from pianist_ros.recorder.recorder import assess
 from pianist_ros.recorder.recorder import Recorder
 from pianist_ros.recorder.recorder import shutdown_summary
 from pianist_ros.recorder.recorder import StorageAlarm
+from pianist_ros.recorder.recorder import worker_restart_line
 from pianist_ros.recorder.storage import frame_name
 from pianist_ros.recorder.storage import GuardState
 from pianist_ros.recorder.storage import SessionStore
@@ -609,3 +610,14 @@ def test_thread_backend_reports_unwritable_target(tmp_path):
     backend.submit(Job(1, np.zeros((8, 8, 3), np.uint8), 'bgr8', str(blocker / 'a.jpg'),
                        None), 1.0)
     assert len(results) == 1 and not results[0].ok and results[0].error
+
+
+def test_worker_restart_line_names_each_new_death_once():
+    snap = {'worker_restarts': 0, 'last_worker_error': ''}
+    assert worker_restart_line(None, snap) is None
+    died = {'worker_restarts': 1,
+            'last_worker_error': 'worker 0 (pid 7) exited with -9; 1 frame(s) lost'}
+    line = worker_restart_line(None, died)  # a death before the first look still counts
+    assert line.startswith('1 encoder worker(s) died') and 'pid 7' in line
+    assert worker_restart_line(died, died) is None
+    assert '2 in total' in worker_restart_line(died, dict(died, worker_restarts=2))

@@ -235,6 +235,27 @@ def test_full_disk_is_logged_with_what_happens_next(ros_context, tmp_path, data_
             rig.close()
 
 
+def test_killed_encoder_worker_is_logged_and_respawned(ros_context, tmp_path, data_dir):
+    frame = clip_frames(data_dir, 1)[0]
+    rig = _LogRig(ros_context, _params(tmp_path, backend='process', **{'process.workers': 1}),
+                  'recorder_worker_peer')
+    try:
+        backend = rig.recorder._recorder.backend
+        written = lambda: rig.recorder._recorder.snapshot()['frames_written']  # noqa: E731
+        assert rig.feed_until(frame, lambda: written() >= 2, 30.0)
+        victim = backend.pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        assert rig.feed_until(frame, lambda: rig.lines(Log.WARN, 'respawned'), 15.0)
+        line = rig.lines(Log.WARN, 'respawned')[0]
+        assert f'(pid {victim}) exited with -9' in line, line
+        before = written()
+        assert rig.feed_until(frame, lambda: written() >= before + 2, 30.0), 'recording resumed'
+        assert victim not in backend.pids()
+        assert len(rig.lines(Log.WARN, 'respawned')) == 1, 'one death, one line'
+    finally:
+        rig.close()
+
+
 def test_bad_backend_keeps_node_alive_with_error(ros_context, tmp_path):
     with pytest.raises(InvalidParameterValueException):
         ImageRecorderNode(context=ros_context,

@@ -31,6 +31,7 @@ from pianist_ros.recorder.recorder import Recorder
 from pianist_ros.recorder.recorder import shutdown_summary
 from pianist_ros.recorder.recorder import StorageAlarm
 from pianist_ros.recorder.recorder import trigger_settings
+from pianist_ros.recorder.recorder import worker_restart_line
 
 #: How often the node looks for storage trouble to log (s); the lines are throttled.
 _WATCH_PERIOD_SEC = 1.0
@@ -64,6 +65,7 @@ class ImageRecorderNode(Node):
         self._stale_after_sec = 5.0
         self._flush_timeout_sec = 3.0
         self._alarm = StorageAlarm()
+        self._watched: dict | None = None
         super().__init__(NODE_NAME, **kwargs)
         params.declare(self, SCHEMA)
         cfg = RecorderConfig.from_values(params.values(self, SCHEMA))
@@ -159,15 +161,20 @@ class ImageRecorderNode(Node):
         return SetParametersResult(successful=True, reason='')
 
     def _watch_storage(self) -> None:
-        """Log storage trouble (throttled) and its end (once), not only in diagnostics."""
+        """Log storage trouble (throttled) and its end (once), and worker restarts."""
         recorder = self._recorder
         if recorder is None:
             return
-        line = self._alarm.update(recorder.snapshot())
+        snap = recorder.snapshot()
+        logger = self.get_logger()
+        restarts = worker_restart_line(self._watched, snap)
+        self._watched = snap
+        if restarts is not None:
+            logger.warning(restarts)
+        line = self._alarm.update(snap)
         if line is None:
             return
         level, text = line
-        logger = self.get_logger()
         if level == 'INFO':
             logger.info(text)
         elif level == 'WARN':

@@ -331,6 +331,21 @@ def _errno_hint(error: str) -> str:
     return 'frames are dropped until writes succeed again'
 
 
+def worker_restart_line(prev: dict | None, snap: dict) -> str | None:
+    """Return a WARN line when encoder workers died and were respawned since ``prev``.
+
+    The backend respawns a dead worker on its own; this makes the event reach the log
+    (journald), not only one diagnostics period, with the last worker's exit text.
+    """
+    prev = prev or {}  # counters start at 0 with the recorder
+    grew = int(snap.get('worker_restarts', 0)) - int(prev.get('worker_restarts', 0))
+    if grew <= 0:
+        return None
+    detail = snap.get('last_worker_error') or 'no detail'
+    return (f'{grew} encoder worker(s) died and were respawned '
+            f'({snap.get("worker_restarts")} in total); last: {detail}')
+
+
 class StorageAlarm:
     """Turn consecutive snapshots into log lines about storage trouble and its end.
 

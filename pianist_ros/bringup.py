@@ -57,9 +57,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument('--namespace', default='', help='namespace for every node')
     parser.add_argument('--log-level', default='info',
                         choices=['debug', 'info', 'warn', 'error', 'fatal'])
-    parser.add_argument('--status-period', type=float, default=5.0,
+    parser.add_argument('--status-period', type=_non_negative, default=5.0,
                         help='seconds between status log lines (0 disables)')
-    parser.add_argument('--duration', type=float, default=0.0,
+    parser.add_argument('--duration', type=_non_negative, default=0.0,
                         help='exit cleanly after this many seconds (0: run until stopped)')
     for name, spec in NODES.items():
         if not spec.flag:
@@ -74,6 +74,29 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         i = argv.index('--ros-args')
         argv, ros_args = argv[:i], argv[i:]
     return parser.parse_args(argv), ros_args
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a number: {text!r}') from None
+    if not value >= 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'must be a finite number >= 0, got {text}')
+    return value
+
+
+def namespace_error(namespace: str) -> str:
+    """Return why ``namespace`` is not a valid ROS namespace, or ''."""
+    if not namespace:
+        return ''
+    from rclpy.exceptions import InvalidNamespaceException
+    from rclpy.validate_namespace import validate_namespace
+    try:
+        validate_namespace('/' + namespace.lstrip('/') if namespace != '/' else namespace)
+    except InvalidNamespaceException as exc:
+        return str(exc).strip()
+    return ''
 
 
 def _enabled(args: argparse.Namespace) -> list[str]:
@@ -116,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the stack until Ctrl-C, SIGTERM or ``--duration``; return the exit status."""
     args, ros_args = parse_args(argv)
     config = args.config or default_config()
+    problem = namespace_error(args.namespace)
+    if problem:
+        print(f'pianist-bringup: invalid --namespace {args.namespace!r}: {problem}',
+              file=sys.stderr)
+        return 2
     if not os.path.isfile(config):
         print(f'pianist-bringup: config file not found: {config}', file=sys.stderr)
         return 2

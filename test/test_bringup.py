@@ -14,6 +14,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Int32
 
+from pianist_ros.bringup import main
+from pianist_ros.bringup import namespace_error
 from pianist_ros.bringup import parse_args
 from pianist_ros.bringup import stack_overrides
 from pianist_ros.common import topics
@@ -33,6 +35,22 @@ def test_parse_args_defaults_and_switches():
     assert args.with_ota_manager is False
     assert parse_args([])[0].with_hand_detector is True
     assert ros_args == ['--ros-args', '-r', '__ns:=/a']
+
+
+@pytest.mark.parametrize('argv', [['--status-period', '-1'], ['--duration', '-5'],
+                                  ['--duration', 'nan'], ['--status-period', 'x']])
+def test_bad_option_values_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    assert 'usage: pianist-bringup' in capsys.readouterr().err
+
+
+def test_bad_namespace_exits_2_with_the_reason(capsys):
+    assert namespace_error('robot_1') == namespace_error('/a/b') == ''
+    assert main(['--namespace', 'bad-ns!']) == 2
+    err = capsys.readouterr().err
+    assert "invalid --namespace 'bad-ns!'" in err and 'alphanumerics' in err
 
 
 def test_stack_overrides_without_detector_require_only_the_camera():

@@ -25,6 +25,7 @@ from ota_support import public_hex
 from ota_support import Reply
 from ota_support import Repos
 from ota_support import restart_calls
+from pianist_ros.ota.cli import load_config
 from pianist_ros.ota.config import make_config
 from pianist_ros.ota.errors import ExpiredError
 from pianist_ros.ota.errors import FetchError
@@ -577,3 +578,15 @@ def test_missing_key_file_is_named_as_such(tmp_path):
             load_public_key(path)
     with pytest.raises(KeyLoadError, match='neither|invalid'):
         load_public_key('not-a-key')
+
+
+def test_cli_set_keeps_string_parameters_as_typed(tmp_path):
+    config = tmp_path / 'ota.yaml'
+    config.write_text('ota_manager:\n  ros__parameters:\n    poll_interval_sec: 60.0\n')
+    cfg = load_config(str(config), ['device_id=1234', 'restart_command=true',
+                                    'poll_jitter_sec=5'])
+    assert cfg.device_id == '1234'  # a numeric serial, not the int 1234
+    assert cfg.restart_command == 'true'
+    assert cfg.poll_interval_sec == 60.0 and cfg.poll_jitter_sec == 5.0
+    with pytest.raises(ValueError, match='unknown'):
+        load_config(str(config), ['nonsense=1'])

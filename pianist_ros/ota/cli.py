@@ -31,6 +31,7 @@ import yaml
 from pianist_ros.ota.config import make_config
 from pianist_ros.ota.config import NODE_NAME
 from pianist_ros.ota.config import OtaConfig
+from pianist_ros.ota.config import SCHEMA
 from pianist_ros.ota.errors import OtaError
 from pianist_ros.ota.manager import OtaManager
 from pianist_ros.ota.manifest import build_signed
@@ -48,6 +49,10 @@ from pianist_ros.ota.state import StateStore
 _FINE = frozenset({'updated', 'up_to_date', 'not_in_cohort', 'disabled',
                    'prerelease_skipped'})
 _MAX_CONFIG_BYTES = 1 << 20
+
+
+#: Parameter name -> default, to know which ``--set`` values are plain strings.
+_DEFAULTS = {param.name: param.default for param in SCHEMA}
 
 
 def load_config(path: str | None, overrides: list[str]) -> OtaConfig:
@@ -78,7 +83,11 @@ def load_config(path: str | None, overrides: list[str]) -> OtaConfig:
         name, sep, text = item.partition('=')
         if not sep:
             raise ValueError(f'--set expects name=value, got {item!r}')
-        values[name.strip()] = yaml.safe_load(text) if text.strip() else ''
+        name = name.strip()
+        if isinstance(_DEFAULTS.get(name), str):
+            values[name] = text  # a string parameter takes the text as it is ('1234', 'yes')
+        else:
+            values[name] = yaml.safe_load(text) if text.strip() else ''
     return make_config(values)
 
 

@@ -18,6 +18,8 @@ from launch.substitutions import EnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from pianist_ros.common.paths import FAST_DDS_2_DISTROS
+
 #: (node name, launch switch, default) for every plain node bringup may start.
 OPTIONAL_NODES = (
     ('hand_detector', 'use_detector', 'true'),
@@ -44,8 +46,7 @@ def generate_launch_description() -> LaunchDescription:
         # Fast DDS 2 (Humble, Iron, Jazzy) reads only the old name; Fast DDS 3 warns on it.
         *[SetEnvironmentVariable(var, EnvironmentVariable(var, default_value=dds_profile))
           for var in ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
-          if var.startswith('FASTDDS')
-          or os.environ.get('ROS_DISTRO', '') in ('humble', 'iron', 'jazzy')],
+          if var.startswith('FASTDDS') or os.environ.get('ROS_DISTRO', '') in FAST_DDS_2_DISTROS],
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace for every node and topic'),
         DeclareLaunchArgument('params_file', default_value=default_params,

@@ -93,7 +93,7 @@ def namespace_error(namespace: str) -> str:
     from rclpy.exceptions import InvalidNamespaceException
     from rclpy.validate_namespace import validate_namespace
     try:
-        validate_namespace('/' + namespace.lstrip('/') if namespace != '/' else namespace)
+        validate_namespace('/' + namespace.lstrip('/'))  # a relative one is taken as absolute
     except InvalidNamespaceException as exc:
         return str(exc).strip()
     return ''

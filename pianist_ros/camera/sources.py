@@ -39,6 +39,7 @@ from pianist_ros.camera.errors import SourceOpenError
 from pianist_ros.camera.errors import SourceReadError
 from pianist_ros.common.gst import gst
 from pianist_ros.common.gst import GstUnavailable
+from pianist_ros.common.video import truncation_error
 
 _LOG = logging.getLogger(__name__)
 
@@ -77,10 +78,6 @@ NETWORK_SCHEMES = ('rtsp', 'rtsps', 'rtmp', 'http', 'https', 'udp', 'tcp')
 MAX_SPEC_LENGTH = 4096
 #: How often a file source checks that its file still exists and did not shrink.
 FILE_CHECK_PERIOD_SEC = 1.0
-#: A failed read this many frames or more before the file's frame count means the file
-#: is damaged or truncated (the count in the container header is exact for mp4, an
-#: estimate for some other containers, hence the margin).
-TRUNCATION_MARGIN_FRAMES = 3
 #: An open that failed after this fraction of open_timeout timed out (no answer).
 OPEN_TIMEOUT_FRACTION = 0.9
 #: Name of the appsink we append when a GStreamer pipeline has none.
@@ -430,11 +427,10 @@ class FileSource(FrameSource):
         :raises SourceDamaged: without ``loop`` (the file ends, with the reason).
         :raises SourceReadError: with ``loop`` (reopened and played again).
         """
-        done, total = self._frames_this_pass, self._frame_count
-        if not total or done + TRUNCATION_MARGIN_FRAMES > total:
+        message = truncation_error(self.spec.target, self._frames_this_pass,
+                                   self._frame_count)
+        if not message:
             return
-        message = (f'video file damaged or truncated at frame {done} of {total}: '
-                   f'{self.spec.target}')
         if self.options.loop:
             raise SourceReadError(message)
         raise SourceDamaged(message)

@@ -16,6 +16,7 @@ from typing import Any, Iterator, TextIO
 import cv2
 import numpy as np
 
+from pianist_ros.common.video import truncation_error
 from pianist_ros.detection import imaging
 from pianist_ros.detection.config import DetectorConfig
 from pianist_ros.detection.detector import HandDetector
@@ -77,11 +78,6 @@ def _config(args: argparse.Namespace, static: bool) -> DetectorConfig:
                           min_tracking_confidence=args.min_tracking_confidence,
                           static_image_mode=static,
                           mirrored_input=args.mirrored)
-
-
-#: A video that ends this many frames or more before its header's frame count is
-#: reported as damaged (as the camera node does); a frame or two of slack is normal.
-TRUNCATION_MARGIN_FRAMES = 3
 
 
 def is_image(path: str) -> bool:
@@ -150,9 +146,9 @@ def detect_video(detector: HandDetector, path: str, max_frames: int = 0
                  ) -> Iterator[dict[str, Any]]:
     """Yield the JSON record of every frame of one video.
 
-    :raises DetectionError: when the video cannot be opened, ends more than
-        :data:`TRUNCATION_MARGIN_FRAMES` before the frame count its header gives
-        (after the records of the frames that could be decoded), or detection fails.
+    :raises DetectionError: when the video cannot be opened, ends early by
+        :func:`pianist_ros.common.video.truncation_error` (after the records of the
+        frames that could be decoded), or detection fails.
     """
     _check_file(path)
     capture = cv2.VideoCapture(path)
@@ -171,9 +167,9 @@ def detect_video(detector: HandDetector, path: str, max_frames: int = 0
             index += 1
         if index == 0:
             raise DetectionError(f'no frame could be decoded from {path}')
-        if not max_frames and total and index + TRUNCATION_MARGIN_FRAMES <= total:
-            raise DetectionError(f'video file damaged or truncated at frame {index} of '
-                                 f'{total}: {path}')
+        damage = '' if max_frames else truncation_error(path, index, total)
+        if damage:
+            raise DetectionError(damage)
     finally:
         capture.release()
 

@@ -65,7 +65,6 @@ class ImageRecorderNode(Node):
         self._stale_after_sec = 5.0
         self._flush_timeout_sec = 3.0
         self._alarm = StorageAlarm()
-        self._watched: dict | None = None
         super().__init__(NODE_NAME, **kwargs)
         params.declare(self, SCHEMA)
         cfg = RecorderConfig.from_values(params.values(self, SCHEMA))
@@ -167,8 +166,7 @@ class ImageRecorderNode(Node):
             return
         snap = recorder.snapshot()
         logger = self.get_logger()
-        restarts = worker_restart_line(self._watched, snap)
-        self._watched = snap
+        restarts = worker_restart_line(self._alarm.previous, snap)
         if restarts is not None:
             logger.warning(restarts)
         line = self._alarm.update(snap)

@@ -361,6 +361,11 @@ class StorageAlarm:
         self._dropped_at_start = 0
 
     @property
+    def previous(self) -> dict:
+        """Return the snapshot of the last :meth:`update` (empty before the first)."""
+        return self._prev
+
+    @property
     def problem(self) -> str:
         """Return what kind of trouble is ongoing (empty when none)."""
         return self._problem
